@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+import analytics.urls
+import channels.urls
+import consent.urls
+import journeys.urls
+import support.urls
+import templates.urls
+
+APP_URLS = [consent.urls, templates.urls, channels.urls, journeys.urls, support.urls, analytics.urls]
+
+api_v1 = [pattern for module in APP_URLS for pattern in module.api_urlpatterns]
+
+urlpatterns = [
+    path("", include([pattern for module in APP_URLS for pattern in module.urlpatterns])),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+]

@@ -1,0 +1,83 @@
+"""Shared fixtures: the fixed cast of people, an API client with a key, and
+the skip rules for tests that need PostgreSQL or Redis."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from rest_framework.test import APIClient
+from rest_framework_api_key.models import APIKey
+
+from config import roles
+
+
+def pytest_collection_modifyitems(config, items):
+    redis_reason = _redis_unavailable()
+    for item in items:
+        if "redis" in item.keywords and redis_reason:
+            item.add_marker(pytest.mark.skip(reason=redis_reason))
+
+
+def _redis_unavailable() -> str:
+    url = settings.REDIS_URL
+    if not url:
+        return "Redis is not configured (set REDIS_URL or a redis:// CELERY_BROKER_URL)"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as error:
+        return f"Redis at {url} is unreachable: {error}"
+    return ""
+
+
+@pytest.fixture(autouse=True)
+def _require_postgres(request):
+    if request.node.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        pytest.skip(f"needs PostgreSQL; this run uses {connection.vendor} (set DATABASE_URL)")
+
+
+def _person(username: str, group: str | None) -> User:
+    roles.sync_roles()
+    user = User.objects.create_user(username=username, password="pw-for-tests-only", is_staff=True)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def marketer(db) -> User:
+    return _person("mia_marketer", roles.MARKETER)
+
+
+@pytest.fixture
+def reviewer(db) -> User:
+    return _person("rob_reviewer", roles.REVIEWER)
+
+
+@pytest.fixture
+def agent(db) -> User:
+    return _person("ada_agent", roles.AGENT)
+
+
+@pytest.fixture
+def operator(db) -> User:
+    return _person("otto_operator", roles.OPERATOR)
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    return _person("olga_outsider", None)
+
+
+@pytest.fixture
+def api_key(db) -> tuple[APIKey, str]:
+    return APIKey.objects.create_key(name="test-integration")
+
+
+@pytest.fixture
+def api(api_key) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key[1]}")
+    return client
