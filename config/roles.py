@@ -1,10 +1,13 @@
 """The four role groups and their model permissions. Object-level grants
 (which journeys, templates and cases) are made with django-guardian on top.
 
-Each app owns its lines here; a permission whose model does not exist yet is
-skipped, so `setup_roles` can run at any migration state and add the rest."""
+Each app lists its own grants in `<app>/roles.py` as ROLE_PERMISSIONS
+{role: ["app_label.codename", ...]}; a permission whose model does not exist
+yet is skipped, so `setup_roles` can run at any migration state."""
 
 from __future__ import annotations
+
+import importlib
 
 from django.apps import apps as global_apps
 
@@ -12,29 +15,27 @@ MARKETER = "Marketer"
 REVIEWER = "Compliance reviewer"
 AGENT = "Support agent"
 OPERATOR = "Operator"
+ROLES = [MARKETER, REVIEWER, AGENT, OPERATOR]
 
-ROLE_PERMISSIONS: dict[str, list[str]] = {
-    MARKETER: [
-        "consent.view_contact", "consent.view_consentrecord", "consent.view_suppression",
-        "consent.view_quiethoursrule", "consent.view_holiday",
-    ],
-    REVIEWER: [
-        "consent.view_contact", "consent.view_consentrecord", "consent.view_suppression",
-        "consent.add_suppression", "consent.view_contactmerge", "consent.view_quiethoursrule", "consent.view_holiday",
-    ],
-    AGENT: [
-        "consent.view_contact", "consent.view_consentrecord", "consent.add_consentrecord",
-        "consent.view_pushdevice",
-    ],
-    OPERATOR: [
-        "consent.view_contact", "consent.change_contact", "consent.view_consentrecord",
-        "consent.add_consentrecord", "consent.view_suppression", "consent.add_suppression",
-        "consent.change_suppression", "consent.view_quiethoursrule", "consent.add_quiethoursrule",
-        "consent.change_quiethoursrule", "consent.view_holiday", "consent.add_holiday", "consent.change_holiday",
-        "consent.view_contactmerge", "consent.view_pushdevice", "consent.change_pushdevice",
-        "django_celery_beat.view_periodictask", "django_celery_beat.change_periodictask",
-    ],
+PROJECT_PERMISSIONS: dict[str, list[str]] = {
+    OPERATOR: ["django_celery_beat.view_periodictask", "django_celery_beat.change_periodictask"],
 }
+
+
+def role_permissions() -> dict[str, list[str]]:
+    merged: dict[str, list[str]] = {role: list(PROJECT_PERMISSIONS.get(role, [])) for role in ROLES}
+    for app_config in global_apps.get_app_configs():
+        try:
+            module = importlib.import_module(f"{app_config.name}.roles")
+        except ModuleNotFoundError as error:
+            if error.name != f"{app_config.name}.roles":
+                raise
+            continue
+        if module.__name__ == __name__:
+            continue
+        for role, perms in module.ROLE_PERMISSIONS.items():
+            merged[role].extend(perms)
+    return merged
 
 
 def sync_roles(apps=global_apps) -> dict[str, int]:
@@ -42,7 +43,7 @@ def sync_roles(apps=global_apps) -> dict[str, int]:
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     counts = {}
-    for name, perms in ROLE_PERMISSIONS.items():
+    for name, perms in role_permissions().items():
         group, _ = Group.objects.get_or_create(name=name)
         wanted = []
         for perm in perms:
