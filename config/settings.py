@@ -233,3 +233,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- templates app (message templates) ---
+
+# --- channels app (providers, outbox, delivery) ---
+
+# --- journeys app (events, engine, caps) ---
+
+# --- support app ---
