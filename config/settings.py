@@ -144,7 +144,7 @@ if not DEBUG:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     if len(SECRET_KEY) < 50:
         raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters in production")
-X_FRAME_OPTIONS = "SAMEORIGIN"  # the template preview shows email HTML in a same-origin frame
+X_FRAME_OPTIONS = "DENY"  # previews embed email HTML with iframe srcdoc, which this header does not affect
 
 # --- API ---
 REST_FRAMEWORK = {
@@ -153,7 +153,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["consent.api_auth.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
+    "EXCEPTION_HANDLER": "consent.api_errors.exception_handler",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
@@ -173,7 +173,16 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ChannelEnum": "consent.models.Channel",
         "MessageClassEnum": "consent.models.MessageClass",
+        **{
+            name: f"drf_standardized_errors.openapi_serializers.{name}.choices"
+            for name in (
+                "ValidationErrorEnum", "ClientErrorEnum", "ServerErrorEnum", "ErrorCode401Enum", "ErrorCode403Enum",
+                "ErrorCode404Enum", "ErrorCode405Enum", "ErrorCode406Enum", "ErrorCode415Enum", "ErrorCode429Enum",
+                "ErrorCode500Enum", "ParseErrorCodeEnum",
+            )
+        },
     },
+    "POSTPROCESSING_HOOKS": ["drf_standardized_errors.openapi_hooks.postprocess_schema_enums"],
 }
 
 # --- Celery ---
@@ -235,6 +244,17 @@ LOGGING = {
 }
 
 # --- templates app (message templates) ---
+TEMPLATES_SMS_SEGMENT_WARNING = env_int("TEMPLATES_SMS_SEGMENT_WARNING", 3)  # warn editors past this many parts
+# Four eyes holds for superusers too unless this is switched on (small teams, demos).
+TEMPLATES_ALLOW_SELF_APPROVAL = env_bool("TEMPLATES_ALLOW_SELF_APPROVAL", False)
+TEMPLATES_RENDER_MAX_CHARS = env_int("TEMPLATES_RENDER_MAX_CHARS", 100_000)  # per rendered field and per value
+TEMPLATES_RENDER_MAX_ITERATIONS = env_int("TEMPLATES_RENDER_MAX_ITERATIONS", 10_000)  # loop steps per field
+# Test sends of drafts go only to these addresses (emails, E.164 phones, WhatsApp ids, push tokens).
+TEMPLATES_INTERNAL_SEED_ADDRESSES = env_list("TEMPLATES_INTERNAL_SEED_ADDRESSES", [])
+# Twilio Content API for WhatsApp template approval status (refresh_whatsapp_templates).
+TEMPLATES_TWILIO_ACCOUNT_SID = env_str("TEMPLATES_TWILIO_ACCOUNT_SID", env_str("TWILIO_ACCOUNT_SID"))
+TEMPLATES_TWILIO_AUTH_TOKEN = env_str("TEMPLATES_TWILIO_AUTH_TOKEN", env_str("TWILIO_AUTH_TOKEN"))
+TEMPLATES_TWILIO_CONTENT_API_URL = env_str("TEMPLATES_TWILIO_CONTENT_API_URL", "")  # tests point this at a fake
 
 # --- channels app (providers, outbox, delivery) ---
 

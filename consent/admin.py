@@ -186,7 +186,8 @@ class ContactAdmin(SimpleHistoryAdmin, ModelAdmin):
     )
     def suppress_contact(self, request: HttpRequest, form: SuppressForm, object_id):
         contact = get_object_or_404(Contact, pk=object_id)
-        services.suppression_create(contact=contact, actor=request.user, **form.cleaned_data)
+        fields = {name: form.cleaned_data[name] for name in ("reason", "channel", "note", "expires_at")}
+        services.suppression_create(contact=contact, actor=request.user, **fields)
         messages.success(request, "Contact suppressed.")
         return self._done(object_id)
 

@@ -23,8 +23,6 @@ from consent.models import (
     validate_timezone,
 )
 
-E164_PATTERN = r"^\+[1-9]\d{6,14}$"
-
 
 class PushDeviceSerializer(serializers.Serializer):
     token = serializers.CharField(min_length=1, max_length=512)
@@ -33,10 +31,11 @@ class PushDeviceSerializer(serializers.Serializer):
     subscription = serializers.DictField(required=False, help_text="Web Push keys: p256dh, auth")
 
 
-class PhoneField(serializers.RegexField):
+class PhoneField(serializers.CharField):
+    """International format with the country code; stored as E.164."""
+
     def __init__(self, **kwargs):
-        super().__init__(regex=E164_PATTERN, max_length=16, **kwargs)
-        self.error_messages["invalid"] = "Enter a phone number in E.164 format, e.g. +14155550100."
+        super().__init__(max_length=32, **kwargs)
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)

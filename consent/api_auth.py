@@ -63,3 +63,4 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": f"`{KEYWORD} <key>`; create one with `python manage.py create_api_key NAME`.",
         }
+

@@ -222,17 +222,31 @@ def contact_country(contact: Contact) -> str:
         return ""
 
 
+# For a mobile number phonenumbers knows only the country; where the country
+# spans several zones, assume the zone where most of its people live.
+MOST_POPULOUS_ZONE = {
+    "AR": "America/Argentina/Buenos_Aires", "AU": "Australia/Sydney", "BR": "America/Sao_Paulo",
+    "CA": "America/Toronto", "CD": "Africa/Kinshasa", "CL": "America/Santiago", "CN": "Asia/Shanghai",
+    "EC": "America/Guayaquil", "ES": "Europe/Madrid", "FR": "Europe/Paris", "GB": "Europe/London",
+    "ID": "Asia/Jakarta", "KZ": "Asia/Almaty", "MX": "America/Mexico_City", "NZ": "Pacific/Auckland",
+    "PT": "Europe/Lisbon", "RU": "Europe/Moscow", "US": "America/New_York",
+}
+
+
 def _phone_zone(phone: str) -> str:
     if not phone:
         return ""
     try:
-        zones = phone_timezone.time_zones_for_number(phonenumbers.parse(phone, None))
+        number = phonenumbers.parse(phone, None)
     except phonenumbers.NumberParseException:
         return ""
-    # A country spanning several zones (US, BR) gives no single answer; the
-    # first listed is the one phonenumbers considers primary.
-    zones = [z for z in zones if z in zoneinfo.available_timezones()]
-    return zones[0] if zones else ""
+    zones = [z for z in phone_timezone.time_zones_for_number(number) if z in zoneinfo.available_timezones()]
+    if len(zones) <= 1:
+        return zones[0] if zones else ""
+    if settings.WORKSPACE_TIMEZONE in zones:
+        return settings.WORKSPACE_TIMEZONE
+    preferred = MOST_POPULOUS_ZONE.get(phonenumbers.region_code_for_number(number) or "")
+    return preferred if preferred in zones else zones[0]
 
 
 @dataclass(frozen=True)
