@@ -1,0 +1,21 @@
+"""Project-level tasks."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+
+from config.celery import app
+
+HEARTBEAT_FILE = "worker-heartbeat"
+
+
+@app.task(name="config.heartbeat", ignore_result=True)
+def heartbeat(source: str = "beat") -> str:
+    """Proves the broker carries work end to end: Beat (or a caller) sends
+    it, a worker writes when it ran. `make run` schedules it every minute."""
+    stamp = f"{timezone.now().isoformat()} {source}\n"
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    with open(settings.VAR_DIR / HEARTBEAT_FILE, "a", encoding="utf-8") as handle:
+        handle.write(stamp)
+    return stamp
