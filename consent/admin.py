@@ -117,6 +117,11 @@ class ContactAdmin(SimpleHistoryAdmin, ModelAdmin):
     inlines = [PushDeviceInline, ConsentLedgerInline]
     actions_detail = ["record_consent", "suppress_contact", "merge_contact", "erase_contact"]
 
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Contacts are never deleted (their consent and messages are evidence):
+        # "Erase personal data" anonymises them instead.
+        return False
+
     def has_record_consent_permission(self, request: HttpRequest, object_id=None) -> bool:
         return request.user.has_perm("consent.add_consentrecord")
 

@@ -127,3 +127,15 @@ def test_the_contact_list_query_count_does_not_grow_with_the_rows(client, operat
     ContactFactory.create_batch(40)
     with django_assert_max_num_queries(len(small.captured_queries)):
         client.get(reverse("admin:consent_contact_changelist"))
+
+
+def test_nobody_deletes_a_contact_they_erase_it_instead(client, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    contact = ContactFactory()
+    client.force_login(admin_user)
+    assert client.get(reverse("admin:consent_contact_delete", args=[contact.pk])).status_code == 403
+    response = client.post(action_url(contact, "erase_contact"), {"_form_submitted": "on", "confirm": "erase"})
+    assert "Type ERASE in capitals" in response.content.decode()
+    client.post(action_url(contact, "erase_contact"), {"_form_submitted": "on", "confirm": "ERASE"})
+    contact.refresh_from_db()
+    assert contact.erased_at is not None and contact.email == ""
