@@ -32,3 +32,7 @@ lint: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# Benchmarks on PostgreSQL and Redis (README "Performance"): BENCH_ARGS="--scale 0.05" for a quick look.
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

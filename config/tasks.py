@@ -19,3 +19,12 @@ def heartbeat(source: str = "beat") -> str:
     with open(settings.VAR_DIR / HEARTBEAT_FILE, "a", encoding="utf-8") as handle:
         handle.write(stamp)
     return stamp
+
+
+@app.task(name="config.noop", ignore_result=True)
+def noop(counter_key: str = "") -> None:
+    """Does nothing but count itself: the Celery round-trip baseline of `make bench`."""
+    if counter_key:
+        import redis
+
+        redis.Redis.from_url(settings.REDIS_URL).incr(counter_key)

@@ -1,0 +1,101 @@
+"""`make bench`: recreate the bench database, measure the baselines, then run
+each scenario in its own process (so its peak memory is its own) and print
+one JSON object per line.
+
+    python -m bench.run [--only NAME ...] [--runs 3] [--scale 1.0]
+
+`--scale` multiplies every default size (0.05 for a quick look)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import subprocess
+import sys
+from urllib.parse import urlparse
+
+import psycopg
+
+from bench.common import BENCH_DATABASE_URL, emit, median_rate
+
+BASELINE_ROWS = 200_000
+BASELINE_TASKS = 20_000
+
+
+def recreate_database() -> None:
+    parsed = urlparse(BENCH_DATABASE_URL)
+    name = parsed.path.lstrip("/")
+    admin_url = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env_python = [sys.executable, "-c",
+                  "from bench.common import configure_django; configure_django(); "
+                  "from django.core.management import call_command; call_command('migrate', verbosity=0)"]
+    subprocess.run(env_python, check=True)
+
+
+def measure_baselines(runs: int, scale: float) -> dict[str, float]:
+    from bench import baselines
+    from bench.common import configure_django
+
+    configure_django()
+    rows = max(1000, int(BASELINE_ROWS * scale))
+    tasks = max(500, int(BASELINE_TASKS * scale))
+    insert, insert_runs = median_rate(runs, lambda: baselines.insert_rate(rows))
+    copy, copy_runs = median_rate(runs, lambda: baselines.copy_rate(rows))
+    noop, noop_runs = median_rate(runs, lambda: baselines.celery_noop_rate(tasks))
+    measured = {"insert_rows_per_s": round(insert), "copy_rows_per_s": round(copy),
+                "celery_noop_tasks_per_s": round(noop)}
+    emit({"scenario": "baseline.insert", "rate": round(insert), "unit": "rows/s", "size": rows, "runs": insert_runs})
+    emit({"scenario": "baseline.copy", "rate": round(copy), "unit": "rows/s", "size": rows, "runs": copy_runs})
+    emit({"scenario": "baseline.celery_noop", "rate": round(noop), "unit": "tasks/s", "size": tasks,
+          "runs": noop_runs, "note": "2 prefork processes, one task per message, Redis broker"})
+    return measured
+
+
+def scenario_names() -> list[str]:
+    import bench.scenarios
+
+    return sorted(m.name for m in pkgutil.iter_modules(bench.scenarios.__path__))
+
+
+def run_scenario(name: str, runs: int, scale: float, baselines: dict[str, float]) -> None:
+    """Each scenario runs in a fresh process: `python -m bench.run --child NAME`."""
+    args = [sys.executable, "-m", "bench.run", "--child", name, "--runs", str(runs), "--scale", str(scale),
+            "--baselines", json.dumps(baselines)]
+    subprocess.run(args, check=False)
+
+
+def child(name: str, runs: int, scale: float, baselines: dict[str, float]) -> None:
+    from bench.common import configure_django
+
+    configure_django()
+    module = importlib.import_module(f"bench.scenarios.{name}")
+    emit(module.run(runs=runs, scale=scale, baselines=baselines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", help=f"scenarios to run (default all): {', '.join(scenario_names())}")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--baselines", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.runs, args.scale, json.loads(args.baselines))
+        return
+    unknown = set(args.only or []) - set(scenario_names())
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    recreate_database()
+    measured = measure_baselines(args.runs, args.scale)
+    for name in args.only or scenario_names():
+        run_scenario(name, args.runs, args.scale, measured)
+
+
+if __name__ == "__main__":
+    main()
