@@ -2,9 +2,11 @@
 each scenario in its own process (so its peak memory is its own) and print
 one JSON object per line.
 
-    python -m bench.run [--only NAME ...] [--runs 3] [--scale 1.0]
+    python -m bench.run [--only NAME ...] [--runs 3] [--scale 1.0] [--full]
 
-`--scale` multiplies every default size (0.05 for a quick look)."""
+Each scenario has a default size that keeps `make bench` under 10 minutes on
+a 2-core machine, and the issue's full size (`--full`); `--scale` multiplies
+either (0.05 for a quick look)."""
 
 from __future__ import annotations
 
@@ -62,19 +64,19 @@ def scenario_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(bench.scenarios.__path__))
 
 
-def run_scenario(name: str, runs: int, scale: float, baselines: dict[str, float]) -> None:
+def run_scenario(name: str, runs: int, scale: float, baselines: dict[str, float], full: bool = False) -> None:
     """Each scenario runs in a fresh process: `python -m bench.run --child NAME`."""
     args = [sys.executable, "-m", "bench.run", "--child", name, "--runs", str(runs), "--scale", str(scale),
-            "--baselines", json.dumps(baselines)]
+            "--baselines", json.dumps(baselines), *(["--full"] if full else [])]
     subprocess.run(args, check=False)
 
 
-def child(name: str, runs: int, scale: float, baselines: dict[str, float]) -> None:
+def child(name: str, runs: int, scale: float, baselines: dict[str, float], full: bool = False) -> None:
     from bench.common import configure_django
 
     configure_django()
     module = importlib.import_module(f"bench.scenarios.{name}")
-    emit(module.run(runs=runs, scale=scale, baselines=baselines))
+    emit(module.run(runs=runs, scale=scale, baselines=baselines, full=full))
 
 
 def main() -> None:
@@ -82,11 +84,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help=f"scenarios to run (default all): {', '.join(scenario_names())}")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--full", action="store_true", help="the issue's full sizes (longer than 10 minutes)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--baselines", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.runs, args.scale, json.loads(args.baselines))
+        child(args.child, args.runs, args.scale, json.loads(args.baselines), args.full)
         return
     unknown = set(args.only or []) - set(scenario_names())
     if unknown:
@@ -94,7 +97,7 @@ def main() -> None:
     recreate_database()
     measured = measure_baselines(args.runs, args.scale)
     for name in args.only or scenario_names():
-        run_scenario(name, args.runs, args.scale, measured)
+        run_scenario(name, args.runs, args.scale, measured, args.full)
 
 
 if __name__ == "__main__":

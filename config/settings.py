@@ -190,12 +190,13 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
     # The embedded broker for `make run`: kombu's filesystem transport, single host.
     _BROKER_DIR = VAR_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_BROKER_DIR / "queue"),
         "data_folder_out": str(_BROKER_DIR / "queue"),
         "processed_folder": str(_BROKER_DIR / "processed"),
+        "control_folder": str(_BROKER_DIR / "control"),
         "store_processed": False,
     }
 else:
@@ -257,7 +258,75 @@ TEMPLATES_TWILIO_AUTH_TOKEN = env_str("TEMPLATES_TWILIO_AUTH_TOKEN", env_str("TW
 TEMPLATES_TWILIO_CONTENT_API_URL = env_str("TEMPLATES_TWILIO_CONTENT_API_URL", "")  # tests point this at a fake
 
 # --- channels app (providers, outbox, delivery) ---
+# Message ids per delivery task (one task per message caps a 2-core box near 750/s).
+CHANNELS_DELIVERY_BATCH_SIZE = env_int("CHANNELS_DELIVERY_BATCH_SIZE", 50)
+# Transient provider errors retry with exponential backoff and jitter, up to this many attempts.
+CHANNELS_MAX_ATTEMPTS = env_int("CHANNELS_MAX_ATTEMPTS", 5)
+CHANNELS_RETRY_BASE_SECONDS = env_int("CHANNELS_RETRY_BASE_SECONDS", 10)
+CHANNELS_RETRY_MAX_SECONDS = env_int("CHANNELS_RETRY_MAX_SECONDS", 900)
+# The sweeper re-enqueues rows queued or sending for longer than this; keep it
+# above CELERY_TASK_TIME_LIMIT so a running task is never doubled.
+CHANNELS_STUCK_AFTER_SECONDS = env_int("CHANNELS_STUCK_AFTER_SECONDS", 600)
+if CHANNELS_STUCK_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CHANNELS_STUCK_AFTER_SECONDS must exceed CELERY_TASK_TIME_LIMIT")
+CHANNELS_GUARD_DEFER_MINUTES = env_int("CHANNELS_GUARD_DEFER_MINUTES", 15)
+# Public base URL providers call back (Twilio signs the exact URL it called).
+CHANNELS_WEBHOOK_BASE_URL = env_str("CHANNELS_WEBHOOK_BASE_URL", SITE_URL).rstrip("/")
+CHANNELS_HELP_TEXT = env_str(
+    "CHANNELS_HELP_TEXT", "Messaging help: reply STOP to opt out, START to opt back in. Support: support@example.com"
+)
+CHANNELS_STOP_TEXT = env_str(
+    "CHANNELS_STOP_TEXT", "You are unsubscribed and will receive no more messages here. Reply START to resubscribe."
+)
+CHANNELS_START_TEXT = env_str("CHANNELS_START_TEXT", "You are subscribed again. Reply STOP to opt out, HELP for help.")
+# Name this app's enums in the API schema (their field names collide with other apps').
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "MessageStatusEnum": "channels.models.MessageStatus",
+    "OriginKindEnum": "channels.models.OriginKind",
+    "DeliveryEventKindEnum": "channels.models.DeliveryEvent.Kind",
+})
+ANYMAIL = {
+    # Every anymail tracking webhook requires this basic-auth "user:password".
+    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET") or None,
+}
 
 # --- journeys app (events, engine, caps) ---
+# Message classes whose journey versions need a Compliance reviewer (who did not edit them) to go live.
+JOURNEYS_APPROVAL_CLASSES = env_list("JOURNEYS_APPROVAL_CLASSES", ["marketing", "operational"])
+JOURNEYS_TICK_SECONDS = env_int("JOURNEYS_TICK_SECONDS", 5)
+JOURNEYS_BATCH_SIZE = env_int("JOURNEYS_BATCH_SIZE", 200)
+JOURNEYS_EVENT_BATCH_SIZE = env_int("JOURNEYS_EVENT_BATCH_SIZE", 500)
+JOURNEYS_EVENTS_PER_REQUEST = env_int("JOURNEYS_EVENTS_PER_REQUEST", 1000)
+# A tick stops after this many batches so a Beat tick stays short; the next tick goes on.
+JOURNEYS_TICK_MAX_BATCHES = env_int("JOURNEYS_TICK_MAX_BATCHES", 50)
+JOURNEYS_MAX_STEPS_PER_RUN = env_int("JOURNEYS_MAX_STEPS_PER_RUN", 50)
+# A "wait until" later than this past its moment skips what it waited for.
+JOURNEYS_DEFAULT_GRACE = env_str("JOURNEYS_DEFAULT_GRACE", "1h")
+JOURNEYS_ARBITRATION_WINDOW_MINUTES = env_int("JOURNEYS_ARBITRATION_WINDOW_MINUTES", 60)
+JOURNEYS_WEBHOOK_SECRET = env_str("JOURNEYS_WEBHOOK_SECRET", SECRET_KEY)
+JOURNEYS_WEBHOOK_TIMEOUT = env_int("JOURNEYS_WEBHOOK_TIMEOUT", 10)
+JOURNEYS_WEBHOOK_MAX_ATTEMPTS = env_int("JOURNEYS_WEBHOOK_MAX_ATTEMPTS", 5)
 
 # --- support app ---
+# Cases opened with no team (API, replies) go to this team's queue; empty: unassigned.
+SUPPORT_DEFAULT_TEAM = env_str("SUPPORT_DEFAULT_TEAM", "")
+# Template per channel for agent replies from a case (an operational message through the gate).
+_SUPPORT_REPLY_DEFAULT = ["email:case-agent-reply-email", "sms:case-agent-reply-sms"]
+_SUPPORT_REPLY_PAIRS = [
+    item.partition(":") for item in env_list("SUPPORT_AGENT_REPLY_TEMPLATES", _SUPPORT_REPLY_DEFAULT)
+]
+if any(not channel or not key for channel, _, key in _SUPPORT_REPLY_PAIRS):
+    raise ImproperlyConfigured("SUPPORT_AGENT_REPLY_TEMPLATES: comma-separated channel:template-key pairs")
+SUPPORT_AGENT_REPLY_TEMPLATES = {channel: key for channel, _, key in _SUPPORT_REPLY_PAIRS}
+# Marketing to a contact waits while they have a case in one of these states; empty turns the hold off.
+SUPPORT_MARKETING_HOLD_STATUSES = env_list(
+    "SUPPORT_MARKETING_HOLD_STATUSES", ["open", "pending_customer", "escalated"]
+)
+_SUPPORT_STATUSES = {"open", "pending_customer", "escalated", "resolved", "closed"}
+if set(SUPPORT_MARKETING_HOLD_STATUSES) - _SUPPORT_STATUSES:
+    raise ImproperlyConfigured(f"SUPPORT_MARKETING_HOLD_STATUSES: use some of {sorted(_SUPPORT_STATUSES)}")
+SUPPORT_MARKETING_HOLD_RECHECK_MINUTES = env_int("SUPPORT_MARKETING_HOLD_RECHECK_MINUTES", 30)
+# Escalation journeys outrank marketing in journeys' arbitration.
+SUPPORT_ESCALATION_JOURNEY_PRIORITY = env_int("SUPPORT_ESCALATION_JOURNEY_PRIORITY", 90)
+SUPPORT_NOTIFY_FROM_EMAIL = env_str("SUPPORT_NOTIFY_FROM_EMAIL", "support-desk@localhost")
+SUPPORT_HISTORY_PAGE_SIZE = env_int("SUPPORT_HISTORY_PAGE_SIZE", 25)

@@ -1,3 +1,11 @@
 # This app's routes: `api_urlpatterns` mount under /api/v1/, `urlpatterns` at the root.
-api_urlpatterns: list = []
+from django.urls import path
+
+from journeys import api
+
+api_urlpatterns: list = [
+    path("events/", api.EventsView.as_view(), name="api-events"),
+    path("journeys/import/", api.JourneyImportView.as_view(), name="api-journey-import"),
+    path("journeys/<slug:key>/export/", api.JourneyExportView.as_view(), name="api-journey-export"),
+]
 urlpatterns: list = []

@@ -1,0 +1,216 @@
+"""Scenario 3, delivery: N queued messages, half SMS and half email (made
+with COPY), delivered by a 2-process Celery worker through the real adapters
+(the twilio SDK; Django's SMTP backend) to local fake providers in their own
+processes: an HTTP server answering Twilio's Messages API and aiosmtpd. Ids
+are published the production way (channels.services.enqueue_delivery: one
+task per CHANNELS_DELIVERY_BATCH_SIZE ids). The SMS sender has a rate limit;
+the fake counts what it received per wall-clock second, so the check that
+the limit held is made where the provider would make it.
+
+Target (issue 7): 3,000 messages/s with two workers; ratio to the Celery
+no-op baseline (one task per message)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from bench import fixtures
+from bench.baselines import start_worker, stop_worker
+
+SIZE = 200_000  # the issue's size (--full)
+DEFAULT_SIZE = 10_000
+CONTACTS = 5_000
+TARGET = 3_000
+SMS_RATE_LIMIT = int(os.environ.get("BENCH_SMS_RATE_LIMIT", "400"))  # per second, shared by all workers
+SMS_SENDER = "+14155550100"
+EMAIL_SENDER = "bench@example.com"
+TWILIO_ENV = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "bench-token-not-a-secret"}
+DEADLINE_SECONDS = 1800
+
+
+def start_fake(kind: str) -> tuple[subprocess.Popen, int]:
+    port = fixtures.free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bench.fakes", kind, str(port)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    if process.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"fake {kind} did not start")
+    return process, port
+
+
+def stop_fake(process: subprocess.Popen) -> dict:
+    out, _ = process.communicate(input="", timeout=60)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def setup(twilio_port: int, smtp_port: int) -> dict:
+    from channels.models import Adapter, ProviderAccount
+
+    ProviderAccount.objects.update(active=False)
+    ProviderAccount.objects.update_or_create(name="bench twilio sms", defaults={
+        "channel": "sms", "adapter": Adapter.TWILIO, "sender": SMS_SENDER, "active": True, "priority": 1,
+        "rate_limit_per_second": SMS_RATE_LIMIT, "options": {"base_url": f"http://127.0.0.1:{twilio_port}"}})
+    ProviderAccount.objects.update_or_create(name="bench smtp email", defaults={
+        "channel": "email", "adapter": Adapter.SMTP, "sender": EMAIL_SENDER, "active": True, "priority": 1,
+        "options": {"host": "127.0.0.1", "port": smtp_port}})
+    first, last = fixtures.copy_contacts(CONTACTS, prefix=f"dlv{fixtures.unique_tag()}")
+    return {"contacts": (first, last)}
+
+
+MESSAGE_COLUMNS = ["contact_id", "channel", "address", "template_key", "locale", "content", "render_data",
+                   "message_class", "origin_kind", "origin_step_key", "origin_label", "decision_reason",
+                   "decision_detail", "idempotency_key", "status", "status_changed_at", "provider",
+                   "provider_message_id", "attempts", "error", "is_test", "created_at"]
+SMS = json.dumps({"body": "Hi Ana, your appointment is tomorrow at 10:00. Reply C to confirm.", "encoding": "GSM-7",
+                  "segments": 1})
+EMAIL = json.dumps({"subject": "Your appointment", "preheader": "", "text": "Hi Ana, see you tomorrow at 10:00.",
+                    "html": "<p>Hi Ana,</p><p>See you tomorrow at 10:00.</p>", "sender_profile": {}})
+
+
+def load_messages(state: dict, n: int) -> list[int]:
+    fixtures.truncate("channels_deliveryevent", "channels_outboundmessage")
+    first, last = state["contacts"]
+    span = last - first + 1
+    now = dt.datetime.now(dt.UTC).isoformat()
+    tag = fixtures.unique_tag()
+
+    def rows():
+        for i in range(n):
+            contact = first + i % span
+            sms = i % 2 == 0
+            address = f"+1{4_150_000_000 + contact}" if sms else f"c{contact}@example.com"
+            yield (contact, "sms" if sms else "email", address, "bench-delivery", "en", SMS if sms else EMAIL, "{}",
+                   "operational", "api", "", "bench", "no_consent_needed", "", f"bench-{tag}-{i}", "queued", now,
+                   "", "", 0, "", "f", now)
+
+    fixtures.copy_rows("channels_outboundmessage", MESSAGE_COLUMNS, rows())
+    fixtures.analyze("channels_outboundmessage")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM channels_outboundmessage ORDER BY id")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def remaining() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM channels_outboundmessage WHERE status IN ('queued', 'sending')")
+        return cursor.fetchone()[0]
+
+
+def statuses() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT channel, status, count(*) FROM channels_outboundmessage GROUP BY 1, 2")
+        return {f"{channel}:{status}": count for channel, status, count in cursor.fetchall()}
+
+
+def rate_limited_requeues() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM channels_deliveryevent WHERE detail LIKE 'rate limit of %%'")
+        return cursor.fetchone()[0]
+
+
+def one_run(state: dict, n: int) -> dict:
+    from channels.services import enqueue_delivery
+
+    twilio, twilio_port = start_fake("twilio")
+    smtp, smtp_port = start_fake("smtp")
+    try:
+        state.update(setup_accounts(twilio_port, smtp_port))
+        ids = load_messages(state, n)
+        worker = start_worker(concurrency=2, extra_env=TWILIO_ENV)
+        try:
+            start = time.perf_counter()
+            enqueue_delivery(ids)  # outside a transaction: published at once, in batches
+            published_s = time.perf_counter() - start
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while remaining() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            seconds = time.perf_counter() - start
+        finally:
+            stop_worker(worker)
+    finally:
+        seen_twilio, seen_smtp = stop_fake(twilio), stop_fake(smtp)
+    by_status = statuses()
+    done = by_status.get("sms:sent", 0) + by_status.get("email:sent", 0)
+    sms_seen = seen_twilio.get(SMS_SENDER, {})
+    return {"delivered": done, "seconds": seconds, "published_s": published_s, "statuses": by_status,
+            "sms_max_per_second_at_provider": sms_seen.get("max_per_second", 0),
+            "sms_requests_at_provider": sms_seen.get("requests", 0),
+            "emails_at_provider": sum(v["requests"] for v in seen_smtp.values()),
+            "rate_limited_requeues": rate_limited_requeues()}
+
+
+def setup_accounts(twilio_port: int, smtp_port: int) -> dict:
+    from channels.models import ProviderAccount
+
+    ProviderAccount.objects.filter(name="bench twilio sms").update(
+        options={"base_url": f"http://127.0.0.1:{twilio_port}"})
+    ProviderAccount.objects.filter(name="bench smtp email").update(
+        options={"host": "127.0.0.1", "port": smtp_port})
+    return {}
+
+
+def query_counts(state: dict) -> dict:
+    """Queries for one delivery task's batch, at two batch sizes, in process."""
+    from channels.delivery import deliver_batch
+
+    os.environ.update(TWILIO_ENV)
+    twilio, twilio_port = start_fake("twilio")
+    smtp, smtp_port = start_fake("smtp")
+    counts = {}
+    try:
+        setup_accounts(twilio_port, smtp_port)
+        ids = load_messages(state, 120)
+        for size, chunk in ((20, ids[:20]), (100, ids[20:120])):
+            with CaptureQueriesContext(connection) as ctx:
+                started = time.perf_counter()
+                report = deliver_batch(message_ids=chunk)
+                seconds = time.perf_counter() - started
+            counts[f"batch_{size}"] = {"queries": len(ctx.captured_queries), "sent": report.sent,
+                                       "rate_limited": len(report.rate_limited),
+                                       "ms_per_message": round(seconds * 1000 / size, 2)}
+    finally:
+        stop_fake(twilio)
+        stop_fake(smtp)
+        fixtures.purge_broker()
+    return counts
+
+
+def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict:
+    from django.conf import settings
+
+    size = max(200, int((SIZE if full else DEFAULT_SIZE) * scale))
+    state = setup(0, 0)
+    queries = query_counts(state)
+    try:
+        results = [one_run(state, size) for _ in range(runs)]
+    finally:
+        fixtures.purge_broker()
+    rates = [r["delivered"] / r["seconds"] for r in results]
+    rate = statistics.median(rates)
+    noop = baselines.get("celery_noop_tasks_per_s") or 0
+    complete = all(r["delivered"] == size for r in results)
+    limit_held = all(r["sms_max_per_second_at_provider"] <= SMS_RATE_LIMIT for r in results)
+    return {
+        "scenario": "delivery",
+        "size": size, "full_size": SIZE, "celery_processes": 2, "ids_per_task": settings.CHANNELS_DELIVERY_BATCH_SIZE,
+        "rate": round(rate), "unit": "messages/s handed to the provider (half SMS via twilio, half email via SMTP)",
+        "target": TARGET, "meets_target": complete and rate >= TARGET,
+        "baseline": {"celery_noop_tasks_per_s": noop}, "ratio_to_celery_noop": round(rate / noop, 3) if noop else None,
+        "complete": complete,
+        "sms_rate_limit_per_s": SMS_RATE_LIMIT, "rate_limit_held": limit_held,
+        "runs": [{"per_s": round(rate_), "seconds": round(r["seconds"], 2), "published_s": round(r["published_s"], 2),
+                  "sms_max_per_second_at_provider": r["sms_max_per_second_at_provider"],
+                  "sms_requests_at_provider": r["sms_requests_at_provider"],
+                  "emails_at_provider": r["emails_at_provider"], "rate_limited_requeues": r["rate_limited_requeues"],
+                  "statuses": r["statuses"]}
+                 for rate_, r in zip(rates, results, strict=True)],
+        "queries": queries,
+    }

@@ -1,0 +1,162 @@
+"""Scenario 2, scheduler: N active enrollments due at a send step (made
+with COPY), advanced by the journeys engine's tick (`journeys.tasks.tick`,
+the Beat task body) in two worker processes at once: real concurrent claims
+with SKIP LOCKED. Every send goes through channels.send: the consent gate
+with quiet hours on (a tenth of the contacts are inside them and are
+deferred), a frequency cap rule, the approved template rendered, the outbox
+row written and delivery published to the broker on commit.
+
+Target (issue 7): 5,000 enrollments/s; ratio to the multi-row INSERT baseline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from bench import fixtures
+
+SIZE = 1_000_000  # the issue's size (--full)
+DEFAULT_SIZE = 60_000  # what fits `make bench` in 10 minutes on a loaded 2-core machine
+TARGET = 5_000
+JOURNEY = "bench-scheduler"
+STEP = "sms"
+QUIET_SHARE = 10  # one contact in QUIET_SHARE sits inside quiet hours
+DEADLINE_SECONDS = 1800
+
+
+def zone_at_local_hour(hour: int) -> str:
+    """An Etc/GMT zone whose wall clock reads about `hour` now."""
+    offset = (hour - dt.datetime.now(dt.UTC).hour + 12) % 24 - 12
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+def setup(size: int) -> dict:
+    from consent.models import QuietHoursRule
+    from journeys.models import CapRule
+
+    fixtures.approved_template("bench-reminder-sms", "sms", "operational", fixtures.SMS_CONTENT, fixtures.FIRST_NAME)
+    journey = fixtures.live_journey(JOURNEY, {
+        "trigger": {"event": "bench.scheduler_never"},
+        "steps": [{"key": STEP, "type": "send", "template": "bench-reminder-sms"}],
+    })
+    QuietHoursRule.objects.get_or_create(name="bench sms quiet hours", defaults={
+        "channel": "sms", "start": dt.time(21, 0), "end": dt.time(8, 0)})
+    CapRule.objects.get_or_create(name="bench sms cap", defaults={
+        "channel": "sms", "max_messages": 3, "window_hours": 24})
+    tag = fixtures.unique_tag()
+    quiet = size // QUIET_SHARE
+    day_first, day_last = fixtures.copy_contacts(size - quiet, prefix=f"sch{tag}d", timezone=zone_at_local_hour(13))
+    night_first, night_last = fixtures.copy_contacts(quiet, prefix=f"sch{tag}n", timezone=zone_at_local_hour(23))
+    fixtures.analyze("consent_contact")
+    contacts = list(range(day_first, day_last + 1)) + list(range(night_first, night_last + 1))
+    return {"journey": journey, "contacts": contacts}
+
+
+ENROLLMENT_COLUMNS = ["journey_id", "version_id", "contact_id", "status", "is_control", "context", "current_step",
+                      "current_step_type", "send_pending", "visits", "next_run_at", "entered_at", "end_reason",
+                      "created_at"]
+
+
+def load_enrollments(state: dict) -> None:
+    """Fresh due enrollments for every contact (and an empty outbox)."""
+    fixtures.truncate("journeys_stepexecution", "journeys_entrydecision", "journeys_enrollment",
+                      "channels_deliveryevent", "channels_outboundmessage")
+    journey = state["journey"]
+    now = dt.datetime.now(dt.UTC)
+    due, entered = (now - dt.timedelta(minutes=1)).isoformat(), (now - dt.timedelta(hours=1)).isoformat()
+    visits = json.dumps({STEP: 1})
+    rows = ((journey.pk, journey.live_version_id, contact_id, "active", "f", "{}", STEP, "send", "t", visits, due,
+             entered, "", entered) for contact_id in state["contacts"])
+    fixtures.copy_rows("journeys_enrollment", ENROLLMENT_COLUMNS, rows)
+    fixtures.analyze("journeys_enrollment")
+
+
+def start_tickers(count: int) -> list[subprocess.Popen]:
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "bench.workers", "tick"], env={**os.environ}, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+        for _ in range(count)
+    ]
+    for worker in workers:
+        line = worker.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"tick worker did not start: {line!r}")
+    return workers
+
+
+def one_run(state: dict, workers_count: int = 2) -> dict:
+    load_enrollments(state)
+    workers = start_tickers(workers_count)
+    try:
+        start = time.perf_counter()
+        for worker in workers:
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        reports = [json.loads(worker.communicate(timeout=DEADLINE_SECONDS)[0].strip().splitlines()[-1])
+                   for worker in workers]
+        seconds = time.perf_counter() - start
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                fixtures.stop_process(worker)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT status, count(*) FROM journeys_enrollment GROUP BY status")
+        enrollments = dict(cursor.fetchall())
+        cursor.execute("SELECT status, count(*) FROM channels_outboundmessage GROUP BY status")
+        messages = dict(cursor.fetchall())
+    advanced = sum(r["advanced"] for r in reports)
+    return {"advanced": advanced, "seconds": seconds, "per_worker": [r["advanced"] for r in reports],
+            "enrollments": enrollments, "messages": messages}
+
+
+def query_counts(state: dict) -> dict:
+    """Queries for one tick batch, at two batch sizes: the count per batch
+    should not grow with it (this says where the per-row cost is)."""
+    from django.utils import timezone
+
+    from journeys.engine import advance
+
+    load_enrollments(state)
+    counts = {}
+    for size in (20, 200):
+        with CaptureQueriesContext(connection) as ctx:
+            started = time.perf_counter()
+            advanced = advance(now=timezone.now(), batch_size=size)
+            seconds = time.perf_counter() - started
+        counts[f"batch_{size}"] = {"queries": len(ctx.captured_queries), "advanced": advanced,
+                                   "ms_per_enrollment": round(seconds * 1000 / max(advanced, 1), 2)}
+    return counts
+
+
+def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict:
+    size = max(1000, int((SIZE if full else DEFAULT_SIZE) * scale))
+    state = setup(size)
+    try:
+        queries = query_counts(state)
+        results = [one_run(state) for _ in range(runs)]
+    finally:
+        fixtures.purge_broker()
+    rates = [r["advanced"] / r["seconds"] for r in results]
+    rate = statistics.median(rates)
+    insert = baselines.get("insert_rows_per_s") or 0
+    complete = all(r["advanced"] == size for r in results)
+    return {
+        "scenario": "scheduler",
+        "size": size, "full_size": SIZE, "tick_processes": 2,
+        "rate": round(rate), "unit": "enrollments/s advanced (gate, cap, quiet hours, render, outbox row)",
+        "target": TARGET, "meets_target": complete and rate >= TARGET,
+        "baseline": {"insert_rows_per_s": insert}, "ratio_to_insert": round(rate / insert, 3) if insert else None,
+        "complete": complete,
+        "runs": [{"per_s": round(rate_), "seconds": round(r["seconds"], 2), "per_worker": r["per_worker"],
+                  "enrollments": r["enrollments"], "messages": r["messages"]}
+                 for rate_, r in zip(rates, results, strict=True)],
+        "queries": queries,
+    }

@@ -1,0 +1,26 @@
+"""What channels does when consent merges or erases a contact."""
+
+from __future__ import annotations
+
+from channels.models import DeliveryEvent, InboundMessage, OutboundMessage, SendIntent
+from consent.models import Contact
+
+REDACTED = {"redacted": True}
+
+
+def contact_merged(survivor: Contact, merged: Contact) -> int:
+    """The merged contact's messages, ladders and replies move to the survivor."""
+    moved = OutboundMessage.objects.filter(contact=merged).update(contact=survivor)
+    moved += SendIntent.objects.filter(contact=merged).update(contact=survivor)
+    moved += InboundMessage.objects.filter(contact=merged).update(contact=survivor)
+    return moved
+
+
+def contact_erased(contact: Contact) -> None:
+    """Rendered content, addresses, render data and reply text are personal;
+    statuses, times, template versions and decisions stay for the counts."""
+    messages = OutboundMessage.objects.filter(contact=contact)
+    messages.update(content=REDACTED, render_data={}, address="", error="")
+    DeliveryEvent.objects.filter(message__in=messages).update(payload=REDACTED)
+    SendIntent.objects.filter(contact=contact).update(data={})
+    InboundMessage.objects.filter(contact=contact).update(body="", from_address="", to_address="", payload=REDACTED)

@@ -1,0 +1,270 @@
+"""The outbox and what happens to it: outbound messages, fallback-ladder
+intents, every delivery report, inbound replies, and provider accounts."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from consent.models import Channel, MessageClass
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    BOUNCED = "bounced", "Bounced"
+    UNDELIVERED = "undelivered", "Undelivered"
+    SUPPRESSED = "suppressed", "Suppressed"
+    DEFERRED = "deferred", "Deferred"
+    CANCELLED = "cancelled", "Cancelled"
+    RENDER_FAILED = "render_failed", "Render failed"
+
+
+S = MessageStatus
+# The allowed moves. Provider reports may arrive before our own bookkeeping
+# (a "delivered" callback while the row is still `sending`), hence the jumps.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.QUEUED: frozenset({S.SENDING, S.CANCELLED, S.SUPPRESSED, S.DEFERRED}),
+    S.DEFERRED: frozenset({S.QUEUED, S.DEFERRED, S.SUPPRESSED, S.CANCELLED, S.RENDER_FAILED}),
+    S.SENDING: frozenset({S.SENT, S.DELIVERED, S.QUEUED, S.FAILED, S.BOUNCED, S.UNDELIVERED}),
+    S.SENT: frozenset({S.DELIVERED, S.FAILED, S.BOUNCED, S.UNDELIVERED}),
+    S.DELIVERED: frozenset({S.BOUNCED}),
+    S.FAILED: frozenset(),
+    S.BOUNCED: frozenset(),
+    S.UNDELIVERED: frozenset(),
+    S.SUPPRESSED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.RENDER_FAILED: frozenset(),
+}
+# Not yet handed to a provider: these may still be cancelled.
+CANCELLABLE = (S.QUEUED, S.DEFERRED)
+# The message did not and will not reach the person.
+UNSUCCESSFUL = (S.FAILED, S.BOUNCED, S.UNDELIVERED)
+HANDED_OVER = (S.SENT, S.DELIVERED, *UNSUCCESSFUL)
+
+
+class OriginKind(models.TextChoices):
+    JOURNEY = "journey", "Journey"
+    CASE = "case", "Support case"
+    API = "api", "API"
+    TEST = "test", "Test send"
+    AGENT_REPLY = "agent_reply", "Agent reply"
+    SYSTEM = "system", "System (keyword replies)"
+
+
+class IntentStatus(models.TextChoices):
+    ACTIVE = "active", "Trying rungs"
+    DELIVERED = "delivered", "Delivered on a rung"
+    EXHAUSTED = "exhausted", "No rung succeeded"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class SendIntent(models.Model):
+    """One intent to reach a contact through an ordered fallback ladder
+    (push -> sms -> email). Each rung tried leaves an OutboundMessage; at most
+    one of them is delivered."""
+
+    contact = models.ForeignKey("consent.Contact", on_delete=models.PROTECT, related_name="send_intents")
+    ladder = models.JSONField(help_text="[{channel, template_key, timeout_seconds}, ...]")
+    data = models.JSONField(default=dict, blank=True, help_text="Render data, kept to render later rungs")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    status = models.CharField(max_length=16, choices=IntentStatus, default=IntentStatus.ACTIVE)
+    current_rung = models.PositiveSmallIntegerField(default=0)
+    next_rung_at = models.DateTimeField(null=True, blank=True, help_text="When the current rung times out")
+    origin_kind = models.CharField(max_length=16, choices=OriginKind)
+    origin_label = models.CharField(max_length=200, blank=True, default="")
+    origin_payload = models.JSONField(default=dict, blank=True, help_text="The Origin the caller gave")
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["next_rung_at"], condition=Q(status="active"), name="intent_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"ladder #{self.pk} ({self.status})"
+
+
+class OutboundMessage(models.Model):
+    """One message to one address on one channel: the outbox row, written in
+    the same transaction as the decision that caused it, including decisions
+    not to send (suppressed, deferred, render failed) with their reason."""
+
+    contact = models.ForeignKey("consent.Contact", on_delete=models.PROTECT, related_name="outbound_messages")
+    channel = models.CharField(max_length=16, choices=Channel, blank=True)
+    address = models.CharField(max_length=512, blank=True, default="", help_text="Snapshot of the address used")
+    template_key = models.CharField(max_length=120, blank=True, default="")
+    template_version = models.ForeignKey(
+        "templates.TemplateVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    locale = models.CharField(max_length=16, blank=True, default="")
+    content = models.JSONField(default=dict, blank=True, help_text="The rendered content, as sent")
+    render_data = models.JSONField(
+        default=dict, blank=True, help_text="Kept only while deferred, to render when released"
+    )
+    message_class = models.CharField(max_length=16, choices=MessageClass, blank=True)
+    origin_kind = models.CharField(max_length=16, choices=OriginKind)
+    origin_journey_version_id = models.BigIntegerField(null=True, blank=True)
+    origin_step_key = models.CharField(max_length=100, blank=True, default="")
+    origin_enrollment_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    origin_case_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    origin_event_id = models.BigIntegerField(null=True, blank=True)
+    origin_label = models.CharField(max_length=200, blank=True, default="")
+    consent_record = models.ForeignKey(
+        "consent.ConsentRecord", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decision_reason = models.CharField(max_length=64, blank=True, default="", help_text="Why it was sent or not")
+    decision_detail = models.CharField(max_length=500, blank=True, default="")
+    idempotency_key = models.CharField(max_length=220, unique=True)
+    intent = models.ForeignKey(SendIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="messages")
+    rung = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Index on the intent's ladder")
+
+    status = models.CharField(max_length=16, choices=MessageStatus, default=MessageStatus.QUEUED)
+    status_changed_at = models.DateTimeField()
+    deliver_after = models.DateTimeField(null=True, blank=True, help_text="Deferred until")
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Queued: not before")
+    sending_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    first_opened_at = models.DateTimeField(null=True, blank=True)
+    first_clicked_at = models.DateTimeField(null=True, blank=True)
+    replied_at = models.DateTimeField(null=True, blank=True)
+
+    provider = models.CharField(max_length=32, blank=True, default="")
+    provider_account = models.ForeignKey(
+        "channels.ProviderAccount", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    provider_message_id = models.CharField(max_length=200, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    cost_estimate = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
+    is_test = models.BooleanField(default=False)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["contact", "-created_at"], name="msg_contact_idx"),
+            models.Index(fields=["status", "-created_at"], name="msg_status_idx"),
+            models.Index(fields=["channel", "-created_at"], name="msg_channel_idx"),
+            models.Index(fields=["message_class", "-created_at"], name="msg_class_idx"),
+            models.Index(fields=["origin_kind", "-created_at"], name="msg_origin_idx"),
+            models.Index(fields=["provider_message_id"], condition=~Q(provider_message_id=""), name="msg_provider_idx"),
+            # The sweepers' work lists: partial, so handled rows leave the index.
+            models.Index(fields=["next_attempt_at"], condition=Q(status="queued"), name="msg_queued_idx"),
+            models.Index(fields=["sending_at"], condition=Q(status="sending"), name="msg_sending_idx"),
+            models.Index(fields=["deliver_after"], condition=Q(status="deferred"), name="msg_deferred_idx"),
+            models.Index(fields=["channel", "address", "-created_at"], name="msg_address_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.channel} {self.template_key} ({self.status})"
+
+
+class DeliveryEvent(models.Model):
+    """One status report or engagement event, in the order received, with the
+    provider's raw payload (redacted on erasure)."""
+
+    class Kind(models.TextChoices):
+        STATUS = "status", "Status change"
+        REPORT = "report", "Provider report"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        REPLIED = "replied", "Replied"
+        RUNG = "rung", "Ladder step"
+
+    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind)
+    status = models.CharField(max_length=32, blank=True, default="", help_text="Status reported or moved to")
+    old_status = models.CharField(max_length=16, blank=True, default="")
+    detail = models.CharField(max_length=500, blank=True, default="")
+    provider = models.CharField(max_length=32, blank=True, default="")
+    dedupe_key = models.CharField(max_length=250, null=True, blank=True, unique=True)
+    payload = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True, help_text="As the provider says")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["received_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.message_id}: {self.kind} {self.status}"
+
+
+class KeywordAction(models.TextChoices):
+    NONE = "", "None (routed as a reply)"
+    STOP = "stop", "Stop (revoke)"
+    START = "start", "Start (re-grant)"
+    HELP = "help", "Help"
+    CONFIRM = "confirm", "Confirm opt-in (YES)"
+
+
+class InboundMessage(models.Model):
+    """A reply that came in by SMS or WhatsApp."""
+
+    contact = models.ForeignKey(
+        "consent.Contact", null=True, blank=True, on_delete=models.PROTECT, related_name="inbound_messages"
+    )
+    channel = models.CharField(max_length=16, choices=Channel)
+    from_address = models.CharField(max_length=64)
+    to_address = models.CharField(max_length=64, blank=True, default="")
+    body = models.TextField(blank=True, default="")
+    received_at = models.DateTimeField(db_index=True)
+    provider = models.CharField(max_length=32, blank=True, default="")
+    provider_message_id = models.CharField(max_length=200, unique=True)
+    in_reply_to = models.ForeignKey(
+        OutboundMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    keyword_action = models.CharField(max_length=16, choices=KeywordAction, blank=True, default="")
+    payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["contact", "-received_at"], name="inbound_contact_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} from {self.from_address}"
+
+
+class Adapter(models.TextChoices):
+    CONSOLE = "console", "Console (records, marks delivered)"
+    SMTP = "smtp", "SMTP (Django)"
+    ANYMAIL = "anymail", "ESP via django-anymail"
+    TWILIO = "twilio", "Twilio (SMS, WhatsApp, RCS)"
+    FCM = "fcm", "Firebase Cloud Messaging"
+    WEBPUSH = "webpush", "Web Push (VAPID)"
+
+
+class ProviderAccount(models.Model):
+    """Which adapter serves a channel, with which sender. Secrets are never
+    stored here: they come from environment variables named by `env_prefix`
+    (e.g. TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN for prefix TWILIO)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    channel = models.CharField(max_length=16, choices=Channel)
+    adapter = models.CharField(max_length=16, choices=Adapter)
+    sender = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="From address, sender number, messaging service SID (MG...) or WhatsApp sender",
+    )
+    env_prefix = models.CharField(
+        max_length=50, blank=True, default="", help_text="Environment variable prefix for this account's secrets"
+    )
+    options = models.JSONField(default=dict, blank=True, help_text="Non-secret options, e.g. ESP name, content SIDs")
+    rate_limit_per_second = models.PositiveIntegerField(default=0, help_text="0: no limit; shared by all workers")
+    priority = models.PositiveSmallIntegerField(default=100, help_text="Lowest active wins for the channel")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["channel", "priority", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_adapter_display()} for {self.channel})"

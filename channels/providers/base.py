@@ -1,0 +1,78 @@
+"""The small interface every provider adapter implements, and its errors.
+
+An adapter turns one OutboundMessage into one provider call. It raises
+TransientError for what may succeed later (timeouts, 5xx, 429) and
+PermanentError for what never will (bad number, unsubscribed, dead token);
+`feedback` on a PermanentError tells delivery what to record about the
+address (deactivate the device, suppress the address)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
+
+from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from channels.models import OutboundMessage, ProviderAccount
+
+
+class Feedback:
+    """What a permanent failure says about the address."""
+
+    NONE = ""
+    UNREGISTERED_DEVICE = "unregistered_device"
+    HARD_BOUNCE = "hard_bounce"
+    COMPLAINT = "complaint"
+
+
+class ProviderError(Exception):
+    def __init__(self, message: str, *, code: str = "", feedback: str = Feedback.NONE):
+        self.code = code
+        self.feedback = feedback
+        super().__init__(message)
+
+
+class TransientError(ProviderError):
+    """May succeed if tried again later."""
+
+
+class PermanentError(ProviderError):
+    """Will never succeed for this message; fail at once."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The provider took the message."""
+
+    provider_message_id: str
+    delivered: bool = False  # the console adapter knows at once
+    cost_estimate: Decimal | None = None
+
+
+class Provider(Protocol):
+    name: str
+
+    def send(self, message: OutboundMessage, account: ProviderAccount) -> Accepted: ...
+
+
+def account_secret(account: ProviderAccount, name: str, *, default_prefix: str) -> str:
+    """Secrets come only from the environment: <PREFIX>_<NAME>."""
+    prefix = (account.env_prefix or default_prefix).upper()
+    variable = f"{prefix}_{name}"
+    value = os.environ.get(variable, "")
+    file_path = os.environ.get(f"{variable}_FILE")
+    if not value and file_path:
+        with open(file_path, encoding="utf-8") as handle:
+            value = handle.read().strip()
+    if not value:
+        raise ImproperlyConfigured(f"provider account {account.name!r} needs the environment variable {variable}")
+    return value
+
+
+def status_callback_url(path: str) -> str:
+    from django.conf import settings
+
+    return f"{settings.CHANNELS_WEBHOOK_BASE_URL}{path}"

@@ -1,0 +1,132 @@
+"""SMS, WhatsApp and RCS through the Twilio SDK.
+
+Account: `sender` is a phone number (+E164), a WhatsApp sender
+(whatsapp:+E164) or a messaging service SID (MG...). Secrets from
+<PREFIX>_ACCOUNT_SID and <PREFIX>_AUTH_TOKEN (prefix TWILIO by default).
+WhatsApp templates and RCS cards go through a messaging service as
+`content_sid` + `content_variables`; `options.content_sids` maps our
+template key to the Twilio Content SID. `options.base_url` points the SDK at
+another host (a local fake in tests)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from decimal import Decimal, InvalidOperation
+
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import Timeout
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from channels.models import OutboundMessage, ProviderAccount
+from channels.providers.base import Accepted, PermanentError, TransientError, account_secret, status_callback_url
+from consent.models import Channel
+
+# Twilio error codes that will never succeed for this message.
+PERMANENT_CODES = {
+    21211: "invalid 'To' number",
+    21214: "'To' number cannot be reached",
+    21408: "permission to send to this region is not enabled",
+    21610: "recipient replied STOP (unsubscribed)",
+    21612: "'To' number is not reachable on this route",
+    21614: "'To' number is not a mobile number",
+    63016: "outside the WhatsApp 24-hour window: use an approved template",
+}
+
+# The SDK logs every request at INFO, URLs with phone numbers included.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+
+_clients: dict[tuple, Client] = {}
+_lock = threading.Lock()
+
+
+class TwilioProvider:
+    name = "twilio"
+
+    def send(self, message: OutboundMessage, account: ProviderAccount) -> Accepted:
+        client = client_for(account)
+        callback = status_callback_url(f"/webhooks/twilio/status/?message={message.pk}")
+        params = {"to": _to_address(message), "status_callback": callback}
+        params.update(_sender_params(account, message.channel))
+        params.update(_content_params(message, account))
+        try:
+            created = client.messages.create(**params)
+        except TwilioRestException as error:
+            raise _classify(error) from error
+        except (RequestsConnectionError, Timeout) as error:
+            raise TransientError(f"Twilio unreachable: {error}") from error
+        except TwilioException as error:
+            raise TransientError(str(error)) from error
+        return Accepted(provider_message_id=created.sid, cost_estimate=_price(created.price))
+
+
+def client_for(account: ProviderAccount) -> Client:
+    sid = account_secret(account, "ACCOUNT_SID", default_prefix="TWILIO")
+    token = account_secret(account, "AUTH_TOKEN", default_prefix="TWILIO")
+    base_url = (account.options or {}).get("base_url", "")
+    key = (sid, token, base_url)
+    with _lock:
+        if key not in _clients:
+            http = TwilioHttpClient(timeout=(account.options or {}).get("timeout", 10))
+            client = Client(sid, token, http_client=http)
+            if base_url:
+                client.api.base_url = base_url.rstrip("/")
+            _clients[key] = client
+        return _clients[key]
+
+
+def _to_address(message: OutboundMessage) -> str:
+    if message.channel == Channel.WHATSAPP and not message.address.startswith("whatsapp:"):
+        return f"whatsapp:{message.address}"
+    if message.channel == Channel.RCS and not message.address.startswith("rcs:"):
+        return f"rcs:{message.address}"
+    return message.address
+
+
+def _sender_params(account: ProviderAccount, channel: str) -> dict[str, str]:
+    sender = account.sender
+    if sender.startswith("MG"):
+        return {"messaging_service_sid": sender}
+    if channel == Channel.WHATSAPP and not sender.startswith("whatsapp:"):
+        sender = f"whatsapp:{sender}"
+    return {"from_": sender}
+
+
+def _content_params(message: OutboundMessage, account: ProviderAccount) -> dict[str, str]:
+    content = message.content
+    content_sid = content.get("content_sid") or (account.options or {}).get("content_sids", {}).get(
+        message.template_key, ""
+    )
+    if message.channel == Channel.WHATSAPP and content.get("template_name"):
+        if not content_sid:
+            raise PermanentError(f"no Twilio content SID for WhatsApp template {message.template_key!r}",
+                                 code="no_content_sid")
+        variables = {str(i + 1): value for i, value in enumerate(content.get("parameters", []))}
+        return {"content_sid": content_sid, "content_variables": json.dumps(variables)}
+    if message.channel == Channel.RCS:
+        if content_sid:
+            variables = {"title": content.get("title", ""), "description": content.get("description", ""),
+                         "media_url": content.get("media_url", "")}
+            return {"content_sid": content_sid, "content_variables": json.dumps(variables)}
+        # Without a rich card the SDK sends the text form.
+        return {"body": content.get("fallback_text") or content.get("description", "")}
+    return {"body": content.get("body", "")}
+
+
+def _classify(error: TwilioRestException) -> Exception:
+    if error.status == 429 or error.status >= 500:
+        return TransientError(error.msg or str(error), code=str(error.code or error.status))
+    why = PERMANENT_CODES.get(error.code or 0, error.msg or "rejected")
+    return PermanentError(why, code=str(error.code or error.status))
+
+
+def _price(value) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        return abs(Decimal(str(value)))
+    except InvalidOperation:
+        return None

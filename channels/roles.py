@@ -1,0 +1,14 @@
+from config.roles import AGENT, MARKETER, OPERATOR, REVIEWER
+
+_LOG = ["channels.view_outboundmessage", "channels.view_deliveryevent", "channels.view_sendintent",
+        "channels.view_inboundmessage"]
+
+ROLE_PERMISSIONS = {
+    # add_outboundmessage is the test-send page (drafts to internal seed addresses only).
+    MARKETER: [*_LOG, "channels.add_outboundmessage"],
+    REVIEWER: [*_LOG, "channels.add_outboundmessage", "channels.view_provideraccount"],
+    AGENT: list(_LOG),
+    # change_outboundmessage is "cancel a message not yet handed to a provider".
+    OPERATOR: [*_LOG, "channels.change_outboundmessage", "channels.view_provideraccount",
+               "channels.add_provideraccount", "channels.change_provideraccount"],
+}

@@ -1,0 +1,542 @@
+"""Admin: the journey editor (YAML with validation), its diagram, versions and
+their approval, simulate, "why not", enrollments and operator actions, caps,
+tasks, events. Thin: parse, check permission, call a service."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+from simple_history.admin import SimpleHistoryAdmin
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.decorators import action, display
+from unfold.enums import ActionVariant
+from unfold.forms import BaseDialogForm
+
+from consent.models import Contact
+from journeys import definition as definitions
+from journeys import selectors, services
+from journeys.as_code import DEFINITION_FIELDS
+from journeys.diagram import render_svg
+from journeys.models import (
+    OPEN_ENROLLMENT,
+    CapRule,
+    Enrollment,
+    EntryDecision,
+    Event,
+    Journey,
+    JourneyVersion,
+    StepExecution,
+    Task,
+    TaskStatus,
+    VersionStatus,
+    WebhookCall,
+)
+from journeys.simulate import SimEvent, simulate
+
+try:
+    from unfold.contrib.guardian.admin import GuardedModelAdmin
+except ImportError:  # pragma: no cover - unfold without its guardian contrib
+    from guardian.admin import GuardedModelAdmin
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# --- Journey ------------------------------------------------------------------------------
+
+
+class JourneyForm(forms.ModelForm):
+    definition_yaml = forms.CharField(
+        label="Definition (YAML)", required=False,
+        widget=forms.Textarea(attrs={"rows": 28, "style": "font-family:monospace"}),
+        help_text="trigger, reentry, exit_events, goal_events, holdout_percent, on_cap, on_conflict, steps. "
+        "See docs/readme/journeys.md. Validated on save; templates are checked when you activate.",
+    )
+
+    class Meta:
+        model = Journey
+        fields = ["key", "name", "description", "message_class", "priority", "owner", "team"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["key"].disabled = True
+            self.initial["definition_yaml"] = yaml.safe_dump(self.instance.definition, sort_keys=False)
+
+    def clean_definition_yaml(self) -> dict:
+        text = self.cleaned_data["definition_yaml"].strip()
+        if not text:
+            return {"steps": []}
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValidationError(f"Not valid YAML: {error}") from None
+        if not isinstance(data, dict):
+            raise ValidationError("The definition must be a mapping.")
+        unknown = set(data) - set(DEFINITION_FIELDS)
+        if unknown:
+            raise ValidationError(f"Unknown fields: {', '.join(sorted(unknown))}")
+        if data.get("steps"):
+            problems = definitions.validate(data)
+            if problems:
+                raise ValidationError([f"{p.location}: {p.message}" for p in problems])
+        return data
+
+
+class VersionInline(ReadOnlyMixin, TabularInline):
+    model = JourneyVersion
+    extra = 0
+    fields = ["number", "status", "created_by", "created_at", "reviewed_by", "reviewed_at", "review_note"]
+    readonly_fields = fields
+    show_change_link = True
+
+
+class EnrollForm(BaseDialogForm):
+    external_ids = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text="External ids, one a line or comma-separated (a pasted CSV column works)",
+    )
+
+    def clean_external_ids(self) -> list[Contact]:
+        wanted = [v.strip().strip('"') for v in self.cleaned_data["external_ids"].replace(",", "\n").splitlines()]
+        wanted = list(dict.fromkeys(v for v in wanted if v and v.lower() != "external_id"))
+        contacts = list(Contact.objects.filter(external_id__in=wanted))
+        missing = sorted(set(wanted) - {c.external_id for c in contacts})
+        if missing:
+            raise ValidationError(f"Unknown external ids: {', '.join(missing[:20])}")
+        if not contacts:
+            raise ValidationError("Give at least one external id.")
+        return contacts
+
+
+class NoteForm(BaseDialogForm):
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+@admin.register(Journey)
+class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
+    form = JourneyForm
+    list_display = ["key", "name", "status", "message_class", "priority", "live_version", "owner"]
+    list_filter = ["status", "message_class"]
+    search_fields = ["key", "name"]
+    list_select_related = ["live_version", "owner"]
+    readonly_fields = ["status", "live_version", "diagram", "totals", "created_at", "updated_at"]
+    inlines = [VersionInline]
+    actions_detail = ["publish", "pause", "resume", "archive", "enroll", "open_simulate", "open_why_not"]
+
+    def get_fieldsets(self, request, obj=None):
+        main = ["key", "name", "description", "message_class", "priority", "owner", "team"]
+        if obj is None:
+            return [(None, {"fields": [*main, "definition_yaml"]})]
+        return [
+            (None, {"fields": [*main, "status", "live_version"]}),
+            ("Diagram (live version, live counts)", {"fields": ["diagram", "totals"]}),
+            ("Draft", {"fields": ["definition_yaml"]}),
+            ("Record", {"fields": ["created_at", "updated_at"]}),
+        ]
+
+    def get_queryset(self, request):
+        return selectors.journeys_for_user(request.user).select_related("live_version", "owner")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is None:
+            return request.user.has_perm("journeys.change_journey")
+        return selectors.can_change(request.user, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # archive instead: enrollments and messages point at it
+
+    def has_publish_permission(self, request, object_id=None) -> bool:
+        journey = Journey.objects.filter(pk=object_id).first() if object_id else None
+        return journey is not None and selectors.can_publish(request.user, journey)
+
+    def has_pause_permission(self, request, object_id=None) -> bool:
+        return request.user.has_perm("journeys.pause_journey")
+
+    def has_simulate_permission(self, request, object_id=None) -> bool:
+        return request.user.has_perm("journeys.simulate_journey")
+
+    def has_why_not_permission(self, request, object_id=None) -> bool:
+        return request.user.has_perm("journeys.view_enrollment")
+
+    def save_model(self, request, obj, form, change):
+        names = ("name", "description", "message_class", "priority", "owner", "team")
+        fields = {f: form.cleaned_data[f] for f in names}
+        definition = form.cleaned_data["definition_yaml"]
+        try:
+            if change:
+                services.journey_update(journey=obj, actor=request.user, definition=definition, **fields)
+            else:
+                fields["owner"] = fields["owner"] or request.user
+                saved = services.journey_create(key=form.cleaned_data["key"], actor=request.user,
+                                                definition=definition, **fields)
+                obj.pk = saved.pk
+        except (services.JourneyError, definitions.DefinitionError) as error:
+            raise ValidationError(str(error)) from None
+
+    @display(description="Diagram")
+    def diagram(self, journey: Journey) -> str:
+        definition = journey.live_version.definition if journey.live_version else journey.definition
+        return mark_safe(render_svg(definition, selectors.step_counts(journey)))  # noqa: S308 - every label is escaped
+
+    @display(description="Enrollments")
+    def totals(self, journey: Journey) -> str:
+        totals = selectors.journey_totals(journey)
+        return format_html_join(" · ", "{}: {}", sorted(totals.items()))
+
+    def _back(self, object_id) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:journeys_journey_change", args=[object_id]))
+
+    @action(description="Activate (publish draft)", url_path="publish", permissions=["publish"])
+    def publish(self, request: HttpRequest, object_id):
+        journey = get_object_or_404(Journey, pk=object_id)
+        try:
+            version = services.journey_publish(journey=journey, actor=request.user)
+        except definitions.DefinitionError as error:
+            for problem in error.problems:
+                messages.error(request, f"{problem.location}: {problem.message}")
+        except services.JourneyError as error:
+            messages.error(request, str(error))
+        else:
+            state = "is live" if version.status == VersionStatus.APPROVED else "waits for a compliance reviewer"
+            messages.success(request, f"Version {version.number} {state}.")
+        return self._back(object_id)
+
+    def _transition(self, request, object_id, service, done: str):
+        journey = get_object_or_404(Journey, pk=object_id)
+        try:
+            service(journey=journey, actor=request.user)
+        except services.JourneyError as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, done)
+        return self._back(object_id)
+
+    @action(description="Pause", url_path="pause", permissions=["pause"], variant=ActionVariant.WARNING)
+    def pause(self, request: HttpRequest, object_id):
+        return self._transition(request, object_id, services.journey_pause, "Paused: enrollments wait where they are.")
+
+    @action(description="Resume", url_path="resume", permissions=["pause"])
+    def resume(self, request: HttpRequest, object_id):
+        return self._transition(request, object_id, services.journey_resume, "Resumed.")
+
+    @action(description="Archive", url_path="archive", permissions=["publish"], variant=ActionVariant.DANGER)
+    def archive(self, request: HttpRequest, object_id):
+        return self._transition(request, object_id, services.journey_archive, "Archived; open enrollments exited.")
+
+    @action(description="Enroll contacts", url_path="enroll", permissions=["publish"],
+            dialog={"title": "Enroll contacts", "description": "Re-entry rules still apply; refusals are recorded.",
+                    "form_class": EnrollForm, "form_submit_text": "Enroll"})
+    def enroll(self, request: HttpRequest, form: EnrollForm, object_id):
+        journey = get_object_or_404(Journey, pk=object_id)
+        contacts = form.cleaned_data["external_ids"]
+        try:
+            enrolled = services.enrollments_enroll(journey=journey, contacts=contacts, actor=request.user)
+        except services.JourneyError as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, f"Enrolled {len(enrolled)} of {len(contacts)} (see Why not for the others).")
+        return self._back(object_id)
+
+    @action(description="Simulate", url_path="simulate-link", permissions=["simulate"])
+    def open_simulate(self, request: HttpRequest, object_id):
+        return HttpResponseRedirect(reverse("admin:journeys_journey_simulate", args=[object_id]))
+
+    @action(description="Why not?", url_path="why-not-link", permissions=["why_not"])
+    def open_why_not(self, request: HttpRequest, object_id):
+        return HttpResponseRedirect(reverse("admin:journeys_journey_why_not", args=[object_id]))
+
+    def get_urls(self):
+        custom = [
+            path("<int:object_id>/simulate/", self.admin_site.admin_view(self.simulate_view),
+                 name="journeys_journey_simulate"),
+            path("<int:object_id>/why-not/", self.admin_site.admin_view(self.why_not_view),
+                 name="journeys_journey_why_not"),
+            path("<int:object_id>/diagram.svg", self.admin_site.admin_view(self.diagram_view),
+                 name="journeys_journey_diagram"),
+        ]
+        return custom + super().get_urls()
+
+    def _journey_or_404(self, request, object_id) -> Journey:
+        return get_object_or_404(self.get_queryset(request), pk=object_id)
+
+    def diagram_view(self, request, object_id):
+        journey = self._journey_or_404(request, object_id)
+        definition = journey.live_version.definition if journey.live_version else journey.definition
+        return HttpResponse(render_svg(definition, selectors.step_counts(journey)), content_type="image/svg+xml")
+
+    def simulate_view(self, request, object_id):
+        if not self.has_simulate_permission(request):
+            raise PermissionDenied
+        journey = self._journey_or_404(request, object_id)
+        form = SimulateForm(request.POST or None)
+        timeline = None
+        if request.method == "POST" and form.is_valid():
+            timeline = simulate(
+                journey=journey, contact=form.cleaned_data["contact"], events=form.cleaned_data["events"],
+                draft=form.cleaned_data["use_draft"],
+            )
+        context = {**self.admin_site.each_context(request), "journey": journey, "form": form, "timeline": timeline,
+                   "title": f"Simulate {journey.name}", "opts": self.model._meta}
+        return TemplateResponse(request, "journeys/simulate.html", context)
+
+    def why_not_view(self, request, object_id):
+        if not self.has_why_not_permission(request):
+            raise PermissionDenied
+        journey = self._journey_or_404(request, object_id)
+        external_id = request.GET.get("contact", "").strip()
+        contact = Contact.objects.filter(external_id=external_id).first() if external_id else None
+        reasons = selectors.why_not(contact=contact, journey=journey) if contact else None
+        context = {**self.admin_site.each_context(request), "journey": journey, "contact": contact,
+                   "external_id": external_id, "reasons": reasons, "title": f"Why not: {journey.name}",
+                   "opts": self.model._meta}
+        return TemplateResponse(request, "journeys/why_not.html", context)
+
+
+class SimulateForm(forms.Form):
+    contact = forms.CharField(help_text="External id of the contact")
+    events = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6, "style": "font-family:monospace"}),
+        help_text='One event a line: ISO time | event name | JSON properties, e.g. '
+        '2026-03-02T09:00:00Z | appointment.booked | {"appointment_at": "2026-03-10T15:00:00+00:00"}',
+    )
+    use_draft = forms.BooleanField(required=False, initial=True, label="Simulate the draft (else the live version)")
+
+    def clean_contact(self) -> Contact:
+        contact = Contact.objects.filter(external_id=self.cleaned_data["contact"].strip()).first()
+        if contact is None:
+            raise ValidationError("No contact has this external id.")
+        return contact
+
+    def clean_events(self) -> list[SimEvent]:
+        events, errors = [], []
+        for number, line in enumerate(self.cleaned_data["events"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = [p.strip() for p in line.split("|", 2)]
+            at = parse_datetime(parts[0]) if parts else None
+            if at is None or at.tzinfo is None or len(parts) < 2 or not parts[1]:
+                errors.append(f"line {number}: expected 'ISO time with offset | event name | JSON'")
+                continue
+            try:
+                properties = json.loads(parts[2]) if len(parts) > 2 and parts[2] else {}
+            except json.JSONDecodeError as error:
+                errors.append(f"line {number}: properties are not JSON ({error.msg})")
+                continue
+            if not isinstance(properties, dict):
+                errors.append(f"line {number}: properties must be a JSON object")
+                continue
+            events.append(SimEvent(name=parts[1], at=at, properties=properties))
+        if errors:
+            raise ValidationError(errors)
+        if not events:
+            raise ValidationError("Give at least one event.")
+        return events
+
+
+# --- Versions ---------------------------------------------------------------------------
+
+
+@admin.register(JourneyVersion)
+class JourneyVersionAdmin(ModelAdmin):
+    list_display = ["journey", "number", "status", "created_by", "created_at", "reviewed_by"]
+    list_filter = ["status"]
+    list_select_related = ["journey"]
+    readonly_fields = ["journey", "number", "status", "message_class", "created_by", "editors", "created_at",
+                       "reviewed_by", "reviewed_at", "review_note", "definition_yaml", "diagram"]
+    exclude = ["definition"]
+    actions_detail = ["approve", "reject"]
+
+    def get_queryset(self, request):
+        journeys = selectors.journeys_for_user(request.user)
+        return super().get_queryset(request).filter(journey__in=journeys)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_approve_permission(self, request, object_id=None) -> bool:
+        return request.user.has_perm(selectors.APPROVE_PERM)
+
+    @display(description="Definition")
+    def definition_yaml(self, version: JourneyVersion) -> str:
+        return format_html("<pre>{}</pre>", yaml.safe_dump(version.definition, sort_keys=False))
+
+    @display(description="Diagram")
+    def diagram(self, version: JourneyVersion) -> str:
+        return mark_safe(render_svg(version.definition))  # noqa: S308 - every label is escaped
+
+    def _review(self, request, form, object_id, approve: bool):
+        version = get_object_or_404(self.get_queryset(request), pk=object_id)
+        refusal = selectors.approval_refusal(request.user, version)
+        if refusal:
+            messages.error(request, refusal)
+            return HttpResponseRedirect(reverse("admin:journeys_journeyversion_change", args=[object_id]))
+        try:
+            if approve:
+                services.journey_version_approve(version=version, actor=request.user, note=form.cleaned_data["note"])
+            else:
+                services.journey_version_reject(version=version, actor=request.user, note=form.cleaned_data["note"])
+        except services.JourneyError as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, "Approved: this version is live." if approve else "Rejected.")
+        return HttpResponseRedirect(reverse("admin:journeys_journeyversion_change", args=[object_id]))
+
+    @action(description="Approve", url_path="approve", permissions=["approve"],
+            dialog={"title": "Approve this version", "description": "It goes live for new enrollments.",
+                    "form_class": NoteForm, "form_submit_text": "Approve"})
+    def approve(self, request: HttpRequest, form: NoteForm, object_id):
+        return self._review(request, form, object_id, approve=True)
+
+    @action(description="Reject", url_path="reject", permissions=["approve"], variant=ActionVariant.DANGER,
+            dialog={"title": "Reject this version", "description": "Say why (required).",
+                    "form_class": NoteForm, "form_submit_text": "Reject"})
+    def reject(self, request: HttpRequest, form: NoteForm, object_id):
+        return self._review(request, form, object_id, approve=False)
+
+
+# --- Enrollments ----------------------------------------------------------------------------
+
+
+class ExecutionInline(ReadOnlyMixin, TabularInline):
+    model = StepExecution
+    extra = 0
+    fields = ["executed_at", "step_key", "step_type", "visit", "outcome", "reason", "next_step", "detail"]
+    readonly_fields = fields
+    verbose_name_plural = "Path taken"
+
+
+class ExitForm(BaseDialogForm):
+    reason = forms.CharField(required=False)
+
+
+@admin.register(Enrollment)
+class EnrollmentAdmin(ModelAdmin):
+    list_display = ["id", "journey", "contact", "status", "is_control", "current_step", "next_run_at", "entered_at"]
+    list_filter = ["status", "is_control", "journey"]
+    search_fields = ["=contact__external_id"]
+    list_select_related = ["journey", "contact"]
+    show_full_result_count = False
+    readonly_fields = ["journey", "version", "contact", "status", "is_control", "trigger_event", "context",
+                       "current_step", "step_started_at", "wait_target", "visits", "next_run_at", "entered_at",
+                       "ended_at", "end_reason", "messages"]
+    inlines = [ExecutionInline]
+    actions_detail = ["exit_enrollment"]
+
+    def get_queryset(self, request):
+        journeys = selectors.journeys_for_user(request.user)
+        return super().get_queryset(request).filter(journey__in=journeys)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_exit_permission(self, request, object_id=None) -> bool:
+        return request.user.has_perm("journeys.exit_enrollment")
+
+    @display(description="Messages")
+    def messages(self, enrollment: Enrollment) -> str:
+        from channels.models import OutboundMessage
+
+        rows = OutboundMessage.objects.filter(origin_enrollment_id=enrollment.pk).order_by("created_at")
+        return format_html_join(
+            "", "<div>{} · {} · {} · {} {}</div>",
+            ((m.created_at, m.origin_step_key, m.channel, m.status, m.decision_reason) for m in rows),
+        ) or "-"
+
+    @action(description="Exit enrollment", url_path="exit", permissions=["exit"], variant=ActionVariant.DANGER,
+            dialog={"title": "Exit this enrollment", "description": "Stops it and cancels unsent messages.",
+                    "form_class": ExitForm, "form_submit_text": "Exit"})
+    def exit_enrollment(self, request: HttpRequest, form: ExitForm, object_id):
+        enrollment = get_object_or_404(self.get_queryset(request), pk=object_id, status__in=OPEN_ENROLLMENT)
+        try:
+            services.enrollment_exit(enrollment=enrollment, actor=request.user, reason=form.cleaned_data["reason"])
+        except services.JourneyError as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, "Enrollment exited.")
+        return HttpResponseRedirect(reverse("admin:journeys_enrollment_change", args=[object_id]))
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyMixin, ModelAdmin):
+    list_display = ["occurred_at", "name", "contact", "received_at", "processed_at", "source"]
+    list_filter = ["name"]
+    search_fields = ["=contact__external_id", "=idempotency_key"]
+    list_select_related = ["contact"]
+    show_full_result_count = False
+
+
+@admin.register(EntryDecision)
+class EntryDecisionAdmin(ReadOnlyMixin, ModelAdmin):
+    list_display = ["decided_at", "journey", "contact", "outcome", "detail"]
+    list_filter = ["outcome", "journey"]
+    search_fields = ["=contact__external_id"]
+    list_select_related = ["journey", "contact"]
+    show_full_result_count = False
+
+
+@admin.register(CapRule)
+class CapRuleAdmin(SimpleHistoryAdmin, ModelAdmin):
+    list_display = ["name", "channel", "message_class", "max_messages", "window_hours", "active"]
+    list_filter = ["active", "channel", "message_class"]
+
+
+@admin.register(Task)
+class TaskAdmin(ModelAdmin):
+    list_display = ["title", "contact", "journey", "status", "due_at", "created_at"]
+    list_filter = ["status", "journey"]
+    search_fields = ["=contact__external_id", "title"]
+    list_select_related = ["contact", "journey"]
+    readonly_fields = ["journey", "enrollment", "contact", "title", "description", "status", "due_at", "created_at",
+                       "done_at"]
+    actions_detail = ["complete"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_complete_permission(self, request, object_id=None) -> bool:
+        return request.user.has_perm("journeys.change_task")
+
+    @action(description="Mark done", url_path="complete", permissions=["complete"])
+    def complete(self, request: HttpRequest, object_id):
+        task = get_object_or_404(Task, pk=object_id, status=TaskStatus.OPEN)
+        services.task_complete(task=task, actor=request.user)
+        messages.success(request, "Task done.")
+        return HttpResponseRedirect(reverse("admin:journeys_task_change", args=[object_id]))
+
+
+@admin.register(WebhookCall)
+class WebhookCallAdmin(ReadOnlyMixin, ModelAdmin):
+    list_display = ["created_at", "url", "status", "attempts", "response_status", "last_error"]
+    list_filter = ["status"]

@@ -1,0 +1,149 @@
+"""REST API: events in, journeys as code. Views parse, call a service, answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consent.api import ContactInSerializer
+from consent.services import IdentityConflict
+from journeys import as_code, services
+from journeys.events import EventIn
+from journeys.models import Journey
+
+EVENT_NAME = r"^[A-Za-z0-9_.:-]+$"
+
+
+class EventContactSerializer(ContactInSerializer):
+    external_id = serializers.CharField(min_length=1, max_length=128)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Devices are registered through the contacts API, not with events.
+        self.fields.pop("push_devices")
+
+
+class EventInSerializer(serializers.Serializer):
+    name = serializers.RegexField(EVENT_NAME, min_length=1, max_length=100)
+    contact = EventContactSerializer()
+    properties = serializers.DictField(required=False, default=dict)
+    occurred_at = serializers.DateTimeField(required=False, help_text="ISO-8601 with offset; default: now")
+    idempotency_key = serializers.CharField(min_length=1, max_length=200)
+
+
+    def validate_occurred_at(self, value):
+        # Clock skew is tolerated; an event from the future would be acted on early or never.
+        if value > timezone.now() + dt.timedelta(minutes=5):
+            raise serializers.ValidationError("occurred_at is in the future.")
+        return value
+
+
+class EventBatchSerializer(serializers.Serializer):
+    events = EventInSerializer(many=True, min_length=1, max_length=settings.JOURNEYS_EVENTS_PER_REQUEST)
+
+
+class EventsAcceptedSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+
+
+def _event_in(item: dict, now) -> EventIn:
+    contact = dict(item["contact"])
+    return EventIn(
+        name=item["name"],
+        external_id=contact.pop("external_id"),
+        idempotency_key=item["idempotency_key"],
+        occurred_at=item.get("occurred_at") or now,
+        properties=item.get("properties") or {},
+        contact_data=contact,
+    )
+
+
+class EventsView(APIView):
+    @extend_schema(
+        request=EventBatchSerializer,
+        responses={202: EventsAcceptedSerializer, 409: OpenApiResponse(description="Identifier belongs to another")},
+        operation_id="events_create",
+        description="One event, or `{\"events\": [...]}` with up to 1,000. A batch with any invalid item is "
+        "rejected whole (400, each error located as `events.<index>.<field>`); a valid one is stored atomically. "
+        "A repeated `idempotency_key` counts as a duplicate and has no second effect. Processing is asynchronous.",
+    )
+    def post(self, request):
+        data = request.data
+        if isinstance(data, dict) and "events" not in data:
+            data = {"events": [data]}
+        elif isinstance(data, list):
+            data = {"events": data}
+        serializer = EventBatchSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        now = timezone.now()
+        events = [_event_in(item, now) for item in serializer.validated_data["events"]]
+        try:
+            result = services.events_ingest(events=events, actor=request.auth, now=now)
+        except IdentityConflict as error:
+            return Response(
+                {"type": "client_error",
+                 "errors": [{"code": "identity_conflict", "detail": str(error), "attr": f"contact.{error.field}"}]},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response({"accepted": result.accepted, "duplicates": result.duplicates},
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class JourneyYamlSerializer(serializers.Serializer):
+    yaml = serializers.CharField(min_length=1)
+    publish = serializers.BooleanField(default=False)
+
+
+class JourneyImportedSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    created = serializers.BooleanField()
+    version = serializers.IntegerField(allow_null=True)
+    version_status = serializers.CharField(allow_null=True)
+
+
+class JourneyExportView(APIView):
+    @extend_schema(responses={200: JourneyYamlSerializer}, operation_id="journeys_export")
+    def get(self, request, key: str):
+        journey = get_object_or_404(Journey.objects.select_related("live_version"), key=key)
+        return Response({"yaml": as_code.export_yaml(journey), "publish": False})
+
+
+class JourneyImportView(APIView):
+    @extend_schema(
+        request=JourneyYamlSerializer,
+        responses={200: JourneyImportedSerializer, 201: JourneyImportedSerializer},
+        operation_id="journeys_import",
+        description="Create or update a journey's draft from YAML (journeys as code). Every problem is "
+        "reported with its location (`attr`), and nothing is written unless there is none. `publish` freezes "
+        "the draft as a version, which may wait for a compliance reviewer.",
+    )
+    def post(self, request):
+        serializer = JourneyYamlSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            result = as_code.import_yaml(
+                text=serializer.validated_data["yaml"], actor=request.auth, publish=serializer.validated_data["publish"]
+            )
+        except services.JourneyError as error:
+            return Response({"type": "client_error", "errors": [{"code": "conflict", "detail": str(error),
+                                                                 "attr": None}]}, status=status.HTTP_409_CONFLICT)
+        if result.problems:
+            return Response(
+                {"type": "validation_error",
+                 "errors": [{"code": "invalid", "detail": p.message, "attr": p.location} for p in result.problems]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        version = result.version
+        return Response(
+            {"key": result.journey.key, "created": result.created, "version": version.number if version else None,
+             "version_status": version.status if version else None},
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )

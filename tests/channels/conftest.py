@@ -1,0 +1,108 @@
+"""Channels fixtures: a contact reachable everywhere, approved templates per
+channel, console accounts, and a real Celery worker configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from consent.models import Channel
+from tests.channels import factories
+
+
+@pytest.fixture
+def contact(db):
+    return factories.contact_with_everything()
+
+
+@pytest.fixture
+def sms_template(db):
+    return factories.channel_template(Channel.SMS)
+
+
+@pytest.fixture
+def email_template(db):
+    return factories.channel_template(Channel.EMAIL)
+
+
+@pytest.fixture
+def push_template(db):
+    return factories.channel_template(Channel.PUSH)
+
+
+@pytest.fixture
+def console_accounts(db):
+    return {channel: factories.account(channel) for channel in Channel.values}
+
+
+@pytest.fixture(scope="session")
+def celery_config():
+    from django.conf import settings
+
+    return {
+        "broker_url": settings.CELERY_BROKER_URL,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": {"visibility_timeout": 3600},
+    }
+
+
+@pytest.fixture(scope="session")
+def celery_worker_parameters():
+    return {"perform_ping_check": False, "queues": ("celery",)}
+
+
+@pytest.fixture(scope="session")
+def celery_includes():
+    return ["channels.tasks"]
+
+
+TWILIO_SID = "AC" + "0" * 32
+TWILIO_TOKEN = "test-auth-token-not-a-secret"
+
+
+@pytest.fixture
+def twilio_env(monkeypatch):
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", TWILIO_SID)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
+
+
+@pytest.fixture
+def fake_twilio():
+    from tests.channels.fakes import FakeTwilio
+
+    fake = FakeTwilio().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_fcm():
+    from tests.channels.fakes import FakeFcm
+
+    fake = FakeFcm().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_smtp():
+    from tests.channels.fakes import FakeSmtp
+
+    fake = FakeSmtp(refuse={"gone@example.com"}).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def twilio_accounts(db, twilio_env, fake_twilio):
+    from channels.models import Adapter
+
+    options = {"base_url": fake_twilio.url, "content_sids": {"code-rcs-operational": "HXrcs"}}
+    return {
+        channel: factories.account(channel, Adapter.TWILIO, sender=sender, options=options)
+        for channel, sender in ((Channel.SMS, "+14155550000"), (Channel.WHATSAPP, "whatsapp:+14155550000"),
+                                (Channel.RCS, "MG" + "1" * 32))
+    }

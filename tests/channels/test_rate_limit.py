@@ -1,0 +1,51 @@
+"""Per-sender rate limits held in Redis, shared by every worker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from channels import ratelimit, services
+from channels.delivery import deliver_batch
+from channels.models import Adapter, MessageStatus, OutboundMessage
+from consent.models import Channel
+from tests.channels import factories
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db]
+
+
+def test_the_budget_is_shared_across_workers_within_one_second(db):
+    account = factories.account(Channel.SMS, Adapter.CONSOLE, rate_limit_per_second=2)
+    second = time.time() + 1000  # a window no other test touches
+    # Two "workers" are two independent callers: the count lives in Redis.
+    granted = [ratelimit.try_acquire(account, at=second) for _ in range(5)]
+    assert granted == [True, True, False, False, False]
+    assert ratelimit.try_acquire(account, at=second + 1) is True
+
+
+def test_no_limit_means_no_redis_round_trip(db):
+    account = factories.account(Channel.SMS, Adapter.CONSOLE, rate_limit_per_second=0)
+    assert all(ratelimit.try_acquire(account, at=1.0) for _ in range(100))
+
+
+def test_messages_over_the_limit_wait_in_the_queue_without_spending_an_attempt(
+    contact, sms_template, twilio_accounts, fake_twilio
+):
+    account = twilio_accounts[Channel.SMS]
+    account.rate_limit_per_second = 1
+    account.save()
+
+    ids = [services.send(contact=contact, data={"event": {"code": str(n)}}, origin=services.Origin(kind="api"),
+                         idempotency_key=f"rl-{n}", template_key=sms_template.key).messages[0].pk for n in range(3)]
+    deadline = time.monotonic() + 15
+    while OutboundMessage.objects.filter(pk__in=ids, status=MessageStatus.QUEUED).exists():
+        assert time.monotonic() < deadline, "messages never left the queue"
+        deliver_batch(message_ids=ids)
+        time.sleep(0.2)
+    assert set(OutboundMessage.objects.filter(pk__in=ids).values_list("status", flat=True)) == {MessageStatus.SENT}
+    assert set(OutboundMessage.objects.filter(pk__in=ids).values_list("attempts", flat=True)) == {1}
+    # One per one-second window: three sends span more than one second.
+    arrivals = sorted(request.at for request in fake_twilio.requests)
+    assert len(arrivals) == 3
+    assert arrivals[-1] - arrivals[0] > 0.9

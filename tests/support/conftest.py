@@ -1,0 +1,50 @@
+"""Support fixtures: two teams (Billing with agent ada and supervisor sam,
+Tech with agent tom), their cases, and the case templates."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import factories
+
+
+@pytest.fixture
+def sam(db):
+    return factories.person("sam_supervisor", email="sam@example.com")
+
+
+@pytest.fixture
+def billing(db, sam):
+    return factories.team("Billing", supervisor=sam)
+
+
+@pytest.fixture
+def tech(db):
+    return factories.team("Tech", zone="America/New_York")
+
+
+@pytest.fixture
+def ada(billing):
+    """An agent in the Billing team."""
+    return factories.person("ada_billing", billing.group, email="ada@example.com")
+
+
+@pytest.fixture
+def tom(tech):
+    """An agent in the Tech team."""
+    return factories.person("tom_tech", tech.group)
+
+
+@pytest.fixture
+def billing_case(billing):
+    return factories.case(team_=billing, subject="Charged twice")
+
+
+@pytest.fixture
+def tech_case(tech):
+    return factories.case(team_=tech, subject="App crashes")
+
+
+@pytest.fixture
+def case_templates(db):
+    factories.case_templates()
