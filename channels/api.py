@@ -13,7 +13,7 @@ from rest_framework import generics, pagination, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channels import services
+from channels import selectors, services
 from channels.models import DeliveryEvent, OutboundMessage
 from consent.models import Channel, Contact, MessageClass
 from templates.services import render_context
@@ -163,7 +163,7 @@ def _render_data(contact: Contact, event_properties: dict) -> dict:
 
 class MessageDetailView(generics.RetrieveAPIView):
     serializer_class = MessageDetailSerializer
-    queryset = OutboundMessage.objects.select_related("contact").prefetch_related("events")
+    queryset = selectors.message_with_timeline()
 
     @extend_schema(operation_id="messages_retrieve", description="One message with its status timeline.")
     def get(self, request, *args, **kwargs):
@@ -183,7 +183,7 @@ class ContactMessagesView(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no URL kwargs
             return OutboundMessage.objects.none()
         contact = get_object_or_404(Contact, external_id=self.kwargs["external_id"])
-        return OutboundMessage.objects.filter(contact=contact).select_related("contact")
+        return selectors.messages_for_contact(contact)
 
     @extend_schema(operation_id="contacts_messages_list", description="A contact's messages, newest first.")
     def get(self, request, *args, **kwargs):

@@ -330,3 +330,9 @@ SUPPORT_MARKETING_HOLD_RECHECK_MINUTES = env_int("SUPPORT_MARKETING_HOLD_RECHECK
 SUPPORT_ESCALATION_JOURNEY_PRIORITY = env_int("SUPPORT_ESCALATION_JOURNEY_PRIORITY", 90)
 SUPPORT_NOTIFY_FROM_EMAIL = env_str("SUPPORT_NOTIFY_FROM_EMAIL", "support-desk@localhost")
 SUPPORT_HISTORY_PAGE_SIZE = env_int("SUPPORT_HISTORY_PAGE_SIZE", 25)
+# Name the cases API's enums, so they never collide with other apps' "status" choices.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "CaseStatusEnum": "support.models.CaseStatus",
+    "CasePriorityEnum": "support.models.Priority",
+    "CaseCategoryEnum": "support.models.Category",
+})

@@ -45,7 +45,7 @@ def test_the_message_log_lists_with_a_bounded_number_of_queries(client, operator
 
 
 @pytest.mark.parametrize("query", ["channel=sms", "status=queued", "message_class=operational", "origin_kind=api",
-                                   "created_at__gte=2026-01-01"])
+                                   "created_at__gte=2026-01-01+00%3A00%3A00%2B00%3A00"])
 def test_the_log_filters_by_channel_status_class_origin_and_date(client, operator, contact, sms_template, query):
     some_messages(contact, sms_template, 1)
     assert logged_in(client, operator).get(f"{LOG}?{query}").status_code == 200
@@ -125,3 +125,15 @@ def test_provider_accounts_are_managed_by_operators_only(client, operator, marke
     assert logged_in(client, marketer).post(url, form).status_code == 403
     assert logged_in(client, operator).post(url, form).status_code == 302
     assert ProviderAccount.objects.get().sender == "+14155550000"
+
+
+def test_the_test_send_page_offers_only_seed_addresses_and_visible_versions(client, marketer, seed_address):
+    factories.channel_template(Channel.SMS)
+    page = logged_in(client, marketer).get(TEST_SEND)
+    assert page.status_code == 200
+    assert [choice[0] for choice in page.context["form"].fields["address"].choices] == [seed_address]
+
+
+@pytest.mark.parametrize("name", ["inboundmessage", "sendintent", "provideraccount"])
+def test_the_other_channel_pages_render_for_an_operator(client, operator, name):
+    assert logged_in(client, operator).get(reverse(f"admin:channels_{name}_changelist")).status_code == 200

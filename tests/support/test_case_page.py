@@ -17,7 +17,7 @@ from support.models import CaseEventKind, SupportCase
 from support.selectors import contact_history
 
 BASE = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
-MAX_QUERIES = 45
+MAX_QUERIES = 35
 
 
 def fill_history(case: SupportCase, count: int) -> None:
@@ -164,3 +164,18 @@ def test_a_reply_the_gate_suppresses_is_logged_with_its_reason(billing, ada, cas
     assert case.events.get(kind=CaseEventKind.AGENT_REPLY).detail.startswith("suppressed")
     case.refresh_from_db()
     assert case.first_response_at is None
+
+
+def test_the_case_list_query_count_does_not_grow_with_the_cases(ada, billing, django_assert_max_num_queries):
+    from tests.support import factories
+
+    client = Client()
+    client.force_login(ada)
+    factories.case(team_=billing)
+    with CaptureQueriesContext(connection) as few:
+        assert client.get("/admin/support/supportcase/").status_code == 200
+    for _ in range(15):
+        factories.case(team_=billing, agent=ada)
+    with django_assert_max_num_queries(len(few)):
+        page = client.get("/admin/support/supportcase/")
+    assert page.content.decode().count("C-0") >= 16

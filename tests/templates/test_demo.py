@@ -60,3 +60,11 @@ def test_the_demo_whatsapp_template_is_provider_approved():
     demo.seed()
     live = Template.objects.get(key="appointment-reminder-whatsapp").live_version
     assert {v.wa_provider_status for v in live.variants.all()} == {"approved"}
+
+
+def test_a_portuguese_contact_without_a_name_is_greeted_in_portuguese():
+    demo.seed()
+    contact = ContactFactory(locale="pt-PT", attributes={})
+    rendered = services.render_for_send(template_key="onboarding-nudge-sms", contact=contact,
+                                        data=services.render_context(contact))
+    assert rendered.content["body"].startswith("Olá cliente,")
