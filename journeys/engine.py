@@ -10,16 +10,19 @@ without coordination and without processing a row twice. Both take `now`, so
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
 
 from consent import policy
 from journeys import caps
-from journeys.definition import END, WAIT_TYPES, first_step, steps_by_key, successors
+from journeys.definition import END, first_step, steps_by_key, successors
 from journeys.models import (
     OPEN_ENROLLMENT,
     Enrollment,
@@ -42,12 +45,10 @@ class Batch:
     """Everything a tick batch reads, loaded once for all its enrollments."""
 
     now: dt.datetime
-    dry_run: bool = False
     events: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
     outcomes: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
     facts: policy.GateFacts | None = None
     executions: list[StepExecution] = field(default_factory=list)
-    timeline: list[dict] = field(default_factory=list)
 
     def events_for(self, contact_id: int, names: set[str], since: dt.datetime) -> list[dict]:
         return [e for e in self.events.get(contact_id, []) if e["name"] in names and e["occurred_at"] >= since]
@@ -80,12 +81,12 @@ def advance(
     return len(enrollments)
 
 
-def load_batch(enrollments: list[Enrollment], now: dt.datetime, *, dry_run: bool = False) -> Batch:
+def load_batch(enrollments: list[Enrollment], now: dt.datetime) -> Batch:
     """Events, message outcomes and gate facts for the batch: a fixed number
     of queries whatever its size."""
     from channels.models import OutboundMessage
 
-    batch = Batch(now=now, dry_run=dry_run)
+    batch = Batch(now=now)
     contact_ids = {e.contact_id for e in enrollments}
     names: set[str] = set()
     for enrollment in enrollments:
@@ -128,12 +129,47 @@ def run_batch(enrollments: list[Enrollment], batch: Batch) -> None:
     with caps.tick_cache([e.contact_id for e in ordered], batch.now):
         for enrollment in ordered:
             run_enrollment(enrollment, batch)
-    if batch.dry_run:
-        return
-    Enrollment.objects.bulk_update(enrollments, ENROLLMENT_FIELDS)
+    save_enrollments(enrollments)
     # A second execution of the same (enrollment, step, visit) violates the
     # unique constraint and rolls the whole batch back: never a double effect.
     StepExecution.objects.bulk_create(batch.executions)
+
+
+# Column casts for the one-statement batch update on PostgreSQL.
+_PG_TYPES = {
+    "status": "text", "current_step": "text", "current_step_type": "text", "step_started_at": "timestamptz",
+    "wait_target": "timestamptz", "visits": "jsonb", "next_run_at": "timestamptz", "ended_at": "timestamptz",
+    "end_reason": "text", "context": "jsonb", "send_pending": "boolean",
+}
+
+
+def save_enrollments(enrollments: list[Enrollment]) -> None:
+    """Write the batch's enrollments back in one UPDATE ... FROM (VALUES ...):
+    Django's bulk_update builds a CASE per row and field, which measured
+    ~90% of a tick's time at 500 rows."""
+    if connection.vendor != "postgresql":
+        Enrollment.objects.bulk_update(enrollments, ENROLLMENT_FIELDS)
+        return
+    ops = connection.ops
+    row = "(%s::bigint, " + ", ".join(f"%s::{_PG_TYPES[f]}" for f in ENROLLMENT_FIELDS) + ")"
+    params: list[Any] = []
+    for enrollment in enrollments:
+        params.append(enrollment.pk)
+        for name in ENROLLMENT_FIELDS:
+            value = getattr(enrollment, name)
+            if _PG_TYPES[name] == "jsonb":
+                value = json.dumps(value, cls=DjangoJSONEncoder)
+            elif _PG_TYPES[name] == "timestamptz":
+                value = ops.adapt_datetimefield_value(value)
+            params.append(value)
+    table = ops.quote_name(Enrollment._meta.db_table)
+    assignments = ", ".join(f"{ops.quote_name(f)} = v.{ops.quote_name(f)}" for f in ENROLLMENT_FIELDS)
+    columns = ", ".join(ops.quote_name(f) for f in ["id", *ENROLLMENT_FIELDS])
+    values = ", ".join([row] * len(enrollments))
+    # Every name is ours and every value a parameter.
+    sql = f"UPDATE {table} AS e SET {assignments} FROM (VALUES {values}) AS v({columns}) WHERE e.id = v.id"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def run_enrollment(enrollment: Enrollment, batch: Batch) -> None:
@@ -207,14 +243,6 @@ def record(enrollment: Enrollment, step: dict, result: StepResult, batch: Batch)
         executed_at=batch.now,
     )
     batch.executions.append(execution)
-    batch.timeline.append(
-        {"at": batch.now, "enrollment": enrollment.pk, "step": step["key"], "type": step["type"],
-         "outcome": result.outcome, "reason": result.reason, "detail": result.detail}
-    )
-
-
-def is_waiting(enrollment: Enrollment) -> bool:
-    return enrollment.current_step_type in WAIT_TYPES and enrollment.step_started_at is not None
 
 
 # --- Ending enrollments from outside a tick -------------------------------------

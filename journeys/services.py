@@ -125,6 +125,10 @@ def journey_update(*, journey: Journey, actor: Actor, definition: dict | None = 
         fields["definition"] = definition
     for name, value in fields.items():
         setattr(journey, name, value)
+    for holder in (fields.get("owner"), fields.get("team")):
+        if holder is not None:
+            for perm in OBJECT_PERMS:
+                assign_perm(perm, holder, journey)
     editor = _editor_label(actor)
     if editor not in journey.draft_editors:
         journey.draft_editors = [*journey.draft_editors, editor]

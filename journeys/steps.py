@@ -311,11 +311,9 @@ def run_update_attribute(enrollment: Enrollment, step: dict, batch: Batch) -> St
         attributes.pop(step["attribute"], None)
     else:
         attributes[step["attribute"]] = step["value"]
-    if not batch.dry_run:
-        contact, _ = contact_upsert(
-            external_id=contact.external_id, data={"attributes": attributes},
-            actor=f"journey:{enrollment.journey.key}",
-        )
+    contact_upsert(
+        external_id=contact.external_id, data={"attributes": attributes}, actor=f"journey:{enrollment.journey.key}"
+    )
     enrollment.contact.attributes = attributes
     return StepResult(
         StepOutcome.DONE, _next(enrollment, step), detail={"attribute": step["attribute"], "value": step["value"]}
@@ -326,14 +324,11 @@ def run_task(enrollment: Enrollment, step: dict, batch: Batch) -> StepResult:
     if enrollment.is_control:
         return StepResult(StepOutcome.HOLDOUT, _next(enrollment, step), reason="holdout")
     due_at = batch.now + parse_duration(step["due_in"]) if step.get("due_in") else None
-    task_id = None
-    if not batch.dry_run:
-        task = Task.objects.create(
-            journey=enrollment.journey, enrollment=enrollment, contact=enrollment.contact, title=step["title"][:200],
-            description=step.get("description", ""), due_at=due_at, created_at=batch.now,
-        )
-        task_id = task.pk
-    return StepResult(StepOutcome.DONE, _next(enrollment, step), detail={"task": task_id, "title": step["title"]})
+    task = Task.objects.create(
+        journey=enrollment.journey, enrollment=enrollment, contact=enrollment.contact, title=step["title"][:200],
+        description=step.get("description", ""), due_at=due_at, created_at=batch.now,
+    )
+    return StepResult(StepOutcome.DONE, _next(enrollment, step), detail={"task": task.pk, "title": step["title"]})
 
 
 def run_webhook(enrollment: Enrollment, step: dict, batch: Batch) -> StepResult:
@@ -349,14 +344,12 @@ def run_webhook(enrollment: Enrollment, step: dict, batch: Batch) -> StepResult:
         "data": step.get("payload", {}),
         "at": batch.now.isoformat(),
     }
-    call_id = None
-    if not batch.dry_run:
-        call = WebhookCall.objects.create(enrollment=enrollment, url=step["url"], payload=payload, created_at=batch.now)
-        call_id = call.pk
-        from journeys.tasks import deliver_webhook
+    call = WebhookCall.objects.create(enrollment=enrollment, url=step["url"], payload=payload, created_at=batch.now)
+    from journeys.tasks import deliver_webhook
 
-        transaction.on_commit(lambda: deliver_webhook.delay(call_id))
-    return StepResult(StepOutcome.DONE, _next(enrollment, step), detail={"webhook_call": call_id, "url": step["url"]})
+    # Delivered after commit, carrying the id only; a redelivered task finds it no longer pending.
+    transaction.on_commit(lambda: deliver_webhook.delay(call.pk))
+    return StepResult(StepOutcome.DONE, _next(enrollment, step), detail={"webhook_call": call.pk, "url": step["url"]})
 
 
 def run_exit(enrollment: Enrollment, step: dict, batch: Batch) -> StepResult:
