@@ -13,6 +13,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
@@ -21,9 +22,9 @@ from django.utils import timezone
 
 from channels import ratelimit
 from channels.models import Adapter, DeliveryEvent, MessageStatus, OutboundMessage, ProviderAccount
-from channels.providers.base import Accepted, Feedback, PermanentError, TransientError
+from channels.providers.base import Accepted, AmbiguousError, Feedback, PermanentError, TransientError
 from channels.providers.registry import provider_for
-from channels.services import enqueue_delivery, message_transition
+from channels.services import enqueue_delivery, message_transition, messages_recheck_for_delivery
 from channels.signals import message_status_changed
 from consent import services as consent_services
 from consent.models import Channel, DevicePlatform, PushDevice, SuppressionReason
@@ -39,6 +40,7 @@ class BatchReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    ambiguous: int = 0
     rate_limited: list[int] = field(default_factory=list)
 
 
@@ -67,15 +69,18 @@ def _platform(message: OutboundMessage) -> str:
 
 
 def messages_claim(*, message_ids: list[int], now: dt.datetime) -> list[OutboundMessage]:
-    """queued -> sending, for the rows that are still queued and due; rows
-    another worker holds are skipped, never waited for."""
+    """queued -> sending, for the rows that are still queued and due and that
+    the gate still allows (consent may have changed since they were queued);
+    rows another worker holds are skipped, never waited for."""
     with transaction.atomic():
-        claimable = list(
-            OutboundMessage.objects.select_for_update(skip_locked=True)
+        candidates = list(
+            OutboundMessage.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("contact", "intent")
             .filter(pk__in=message_ids, status=MessageStatus.QUEUED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            .values_list("pk", flat=True)
+            .order_by("pk")
         )
+        claimable = [m.pk for m in messages_recheck_for_delivery(messages=candidates, now=now)]
         updated = OutboundMessage.objects.filter(pk__in=claimable, status=MessageStatus.QUEUED).update(
             status=MessageStatus.SENDING, sending_at=now, status_changed_at=now
         )
@@ -114,7 +119,10 @@ def deliver_batch(*, message_ids: list[int], now: dt.datetime | None = None) -> 
 
 def _deliver_one(message: OutboundMessage, account: ProviderAccount | None, report: BatchReport) -> None:
     if account is None:
-        _fail(message, f"no active provider account for channel {message.channel}", report)
+        # Configuration an operator can fix (add or activate an account):
+        # wait for it with backoff rather than lose the message.
+        _count_attempt(message)
+        _retry_or_fail(message, TransientError(f"no active provider account for channel {message.channel}"), report)
         return
     if not ratelimit.try_acquire(account):
         # Back in line without spending an attempt; retried in a second.
@@ -122,24 +130,47 @@ def _deliver_one(message: OutboundMessage, account: ProviderAccount | None, repo
                            fields={"next_attempt_at": timezone.now()})
         report.rate_limited.append(message.pk)
         return
-    # Counted before the call, so a crash inside the provider call still counts.
-    OutboundMessage.objects.filter(pk=message.pk).update(attempts=F("attempts") + 1)
-    message.attempts += 1
+    _count_attempt(message)
     try:
         accepted = provider_for(account).send(message, account)
+    except SoftTimeLimitExceeded:
+        # The task is out of time: stop the batch now. This row and the rest
+        # of the batch stay in `sending`; the sweeper recovers them.
+        raise
+    except AmbiguousError as error:
+        _ambiguous(message, error, report)
     except TransientError as error:
         _retry_or_fail(message, error, report)
     except PermanentError as error:
         _fail(message, f"{error.code}: {error}" if error.code else str(error), report)
         feedback_apply(message=message, feedback=error.feedback, detail=str(error))
-    except ImproperlyConfigured as error:
-        _fail(message, f"provider account misconfigured: {error}", report)
+    except ImproperlyConfigured as error:  # a missing secret: an operator can fix it, so wait for it
+        _retry_or_fail(message, TransientError(f"provider account misconfigured: {error}"), report)
     except Exception as error:  # an adapter bug or an unmapped library error: retry, do not lose it
         logger.exception("unexpected error delivering message %s", message.pk)
         _retry_or_fail(message, TransientError(f"unexpected {type(error).__name__}: {error}"), report)
     else:
         _accepted(message, account, accepted)
         report.sent += 1
+
+
+def _count_attempt(message: OutboundMessage) -> None:
+    # Counted before the call, so a crash inside the provider call still counts.
+    OutboundMessage.objects.filter(pk=message.pk).update(attempts=F("attempts") + 1)
+    message.attempts += 1
+
+
+def _ambiguous(message: OutboundMessage, error: AmbiguousError, report: BatchReport) -> None:
+    """The request reached the provider but its answer did not reach us: it
+    may have been accepted. Sending again now could deliver it twice, so the
+    row stays in `sending`: the provider's status callback (it carries our
+    message id) settles it, and if none comes the sweeper re-queues it after
+    CHANNELS_STUCK_AFTER_SECONDS (or fails it at the attempt limit)."""
+    detail = f"ambiguous, left for the status callback or the sweeper: {error}"
+    OutboundMessage.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(error=detail[:2000])
+    DeliveryEvent.objects.create(message=message, kind=DeliveryEvent.Kind.STATUS, status=MessageStatus.SENDING,
+                                 old_status=MessageStatus.SENDING, detail=detail[:500], received_at=timezone.now())
+    report.ambiguous += 1
 
 
 def _accepted(message: OutboundMessage, account: ProviderAccount, accepted: Accepted) -> None:

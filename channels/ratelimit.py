@@ -30,8 +30,14 @@ def try_acquire(account: ProviderAccount, *, at: float | None = None) -> bool:
         return True
     second = int(at if at is not None else time.time())
     key = f"channels:rate:{account.pk}:{second}"
-    pipe = _client(settings.REDIS_URL).pipeline()
-    pipe.incr(key)
-    pipe.expire(key, 5)
-    count, _ = pipe.execute()
+    try:
+        pipe = _client(settings.REDIS_URL).pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 5)
+        count, _ = pipe.execute()
+    except redis.RedisError as error:
+        # Without the shared count we cannot know the budget: hold the send
+        # (it goes back in line) rather than fail it or send unlimited.
+        logger.warning("rate limit on %s unknown, holding the send: Redis error %s", account.name, error)
+        return False
     return count <= account.rate_limit_per_second

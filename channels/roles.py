@@ -7,7 +7,9 @@ ROLE_PERMISSIONS = {
     # add_outboundmessage is the test-send page (drafts to internal seed addresses only).
     MARKETER: [*_LOG, "channels.add_outboundmessage"],
     REVIEWER: [*_LOG, "channels.add_outboundmessage", "channels.view_provideraccount"],
-    AGENT: list(_LOG),
+    # Agents see a customer's messages through their cases (support app),
+    # never the whole log or every inbound reply.
+    AGENT: [],
     # change_outboundmessage is "cancel a message not yet handed to a provider".
     OPERATOR: [*_LOG, "channels.change_outboundmessage", "channels.view_provideraccount",
                "channels.add_provideraccount", "channels.change_provideraccount"],

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
@@ -32,7 +33,7 @@ from channels.models import (
 from channels.signals import message_status_changed
 from consent import policy
 from consent import services as consent_services
-from consent.models import Contact
+from consent.models import ConsentSource, ConsentStatus, Contact, MessageClass
 from consent.services import actor_label
 from templates.models import Template
 from templates.services import RenderError, render_context, render_for_send, render_version
@@ -50,6 +51,7 @@ __all__ = [
     "enqueue_delivery",
     "message_transition",
     "messages_cancel",
+    "messages_recheck_for_delivery",
     "register_send_guard",
     "send",
 ]
@@ -129,23 +131,46 @@ class SendResult:
 
 SendGuard = Callable[..., "policy.Decision | None"]
 _send_guards: dict[str, SendGuard] = {}
+# Guards that are asked again when a queued message is about to be handed to
+# its provider (see `messages_recheck_for_delivery`).
+_delivery_guards: set[str] = set()
 
 
-def register_send_guard(name: str, guard: SendGuard) -> None:
+def register_send_guard(name: str, guard: SendGuard, *, at_delivery: bool = False) -> None:
     """Higher apps (journeys' caps and arbitration, support's case hold) add a
     check after the consent gate: guard(*, contact, channel, message_class,
-    origin, now) -> Decision | None. Registering a name again replaces it."""
+    origin, now) -> Decision | None. Registering a name again replaces it.
+
+    at_delivery=True asks the guard again just before delivery. Only for
+    guards that judge state (a case on hold), not ones that count the outbox
+    (caps, arbitration): at delivery the message itself is already a queued
+    row, so a counting guard would count it against itself."""
     _send_guards[name] = guard
+    if at_delivery:
+        _delivery_guards.add(name)
+    else:
+        _delivery_guards.discard(name)
+
+
+def defer_until(decision: policy.Decision, now: dt.datetime) -> dt.datetime:
+    """When a deferred message is looked at again: the decision's time, or,
+    for a deferral that names none, CHANNELS_GUARD_DEFER_MINUTES from now
+    (a NULL would never be released)."""
+    return decision.until or now + dt.timedelta(minutes=settings.CHANNELS_GUARD_DEFER_MINUTES)
 
 
 def _decide(
-    *, contact: Contact, channel: str, message_class: str, origin: Origin, now: dt.datetime, facts=None
+    *, contact: Contact, channel: str, message_class: str, origin: Origin, now: dt.datetime, facts=None,
+    at_delivery: bool = False,
 ) -> policy.Decision:
-    """The consent gate, then every guard; the first refusal wins."""
+    """The consent gate, then every guard (at delivery: the guards registered
+    for it); the first refusal wins."""
     decision = policy.decide(contact=contact, channel=channel, message_class=message_class, at=now, facts=facts)
     if not decision.allowed:
         return decision
     for name, guard in _send_guards.items():
+        if at_delivery and name not in _delivery_guards:
+            continue
         verdict = guard(contact=contact, channel=channel, message_class=message_class, origin=origin, now=now)
         if verdict is not None and not verdict.allowed:
             detail = f"guard {name}: {verdict.detail}" if verdict.detail else f"guard {name}"
@@ -280,7 +305,7 @@ def _attempt(
     if decision.outcome == policy.Outcome.SUPPRESS:
         return _write_outcome(message, MessageStatus.SUPPRESSED, decision.reason, decision.detail, now)
     if decision.outcome == policy.Outcome.DEFER:
-        message.deliver_after = decision.until or now + dt.timedelta(minutes=settings.CHANNELS_GUARD_DEFER_MINUTES)
+        message.deliver_after = defer_until(decision, now)
         message.render_data = data if intent is None else {}
         return _write_outcome(message, MessageStatus.DEFERRED, decision.reason, decision.detail, now)
     return _render_and_queue(message, data, now)
@@ -434,14 +459,22 @@ def messages_cancel(*, queryset_filter: dict, reason: str, now: dt.datetime | No
     stop the ladders they belong to. Returns how many messages were cancelled."""
     now = now or timezone.now()
     with transaction.atomic():
-        matching = OutboundMessage.objects.filter(**queryset_filter)
-        intents = SendIntent.objects.filter(status=IntentStatus.ACTIVE, messages__in=matching).distinct()
-        intent_ids = list(intents.values_list("pk", flat=True))
+        waiting = OutboundMessage.objects.filter(**queryset_filter).filter(status__in=CANCELLABLE)
+        # Only ladders this cancel actually stops: a matching message already
+        # handed over (an SMS sent before a STOP) leaves its ladder running.
+        intent_ids = list(
+            SendIntent.objects.filter(status=IntentStatus.ACTIVE, messages__in=waiting)
+            .distinct().values_list("pk", flat=True)
+        )
         SendIntent.objects.filter(pk__in=intent_ids, status=IntentStatus.ACTIVE).update(
             status=IntentStatus.CANCELLED, finished_at=now, next_rung_at=None
         )
+        # Every waiting message of a stopped ladder goes, matching or not (a
+        # retried earlier rung may still be queued beside the current one).
+        targets = OutboundMessage.objects.filter(
+            models.Q(pk__in=waiting.values("pk")) | models.Q(intent_id__in=intent_ids), status__in=CANCELLABLE
+        ).select_for_update(skip_locked=True).order_by("pk")
         cancelled = 0
-        targets = matching.filter(status__in=CANCELLABLE).select_for_update(skip_locked=True)
         for message in targets:
             if message_transition(message=message, to=MessageStatus.CANCELLED, now=now, detail=reason, strict=False):
                 cancelled += 1
@@ -504,9 +537,17 @@ def ladder_on_outcome(*, message: OutboundMessage, now: dt.datetime) -> None:
     """Called when a ladder's message is delivered (the intent is done, later
     rungs never start) or failed (the next rung starts now)."""
     if message.status == MessageStatus.DELIVERED:
-        SendIntent.objects.filter(pk=message.intent_id, status=IntentStatus.ACTIVE).update(
-            status=IntentStatus.DELIVERED, next_rung_at=None, finished_at=now
+        # A late report may name an earlier rung after the ladder moved on
+        # (or ran out): that rung reached the person, so nothing else goes.
+        SendIntent.objects.filter(
+            pk=message.intent_id, status__in=(IntentStatus.ACTIVE, IntentStatus.EXHAUSTED)
+        ).update(status=IntentStatus.DELIVERED, next_rung_at=None, finished_at=now)
+        others = OutboundMessage.objects.filter(intent_id=message.intent_id, status__in=CANCELLABLE).exclude(
+            pk=message.pk
         )
+        for other in others.order_by("pk"):
+            message_transition(message=other, to=MessageStatus.CANCELLED, now=now, strict=False,
+                               detail=f"rung {message.rung} (message {message.pk}) was delivered")
         return
     _ladder_step(intent_id=message.intent_id, from_rung=message.rung, now=now, why=f"rung {message.status}")
 
@@ -565,7 +606,7 @@ def messages_release_deferred(*, now: dt.datetime | None = None, limit: int = 50
     with transaction.atomic():
         due = list(
             OutboundMessage.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("contact")
+            .select_related("contact", "intent")
             .filter(status=MessageStatus.DEFERRED, deliver_after__lte=now)
             .order_by("deliver_after")[:limit]
         )
@@ -575,7 +616,19 @@ def messages_release_deferred(*, now: dt.datetime | None = None, limit: int = 50
     return sum(1 for m in released if m.status == MessageStatus.QUEUED)
 
 
+def _ladder_finished(message: OutboundMessage) -> bool:
+    return bool(message.intent_id) and message.intent.status != IntentStatus.ACTIVE
+
+
+def _cancel_ladder_leftover(message: OutboundMessage, now: dt.datetime) -> None:
+    message_transition(message=message, to=MessageStatus.CANCELLED, now=now, strict=False,
+                       detail=f"ladder already {message.intent.status}")
+
+
 def _release_one(message: OutboundMessage, facts: policy.GateFacts, now: dt.datetime) -> OutboundMessage:
+    if _ladder_finished(message):
+        _cancel_ladder_leftover(message, now)
+        return message
     origin = _origin_of(message)
     decision = _decide(
         contact=message.contact, channel=message.channel, message_class=message.message_class, origin=origin,
@@ -583,7 +636,7 @@ def _release_one(message: OutboundMessage, facts: policy.GateFacts, now: dt.date
     )
     if decision.outcome == policy.Outcome.DEFER:
         message_transition(message=message, to=MessageStatus.DEFERRED, now=now, detail=f"{decision.reason} again",
-                           fields={"deliver_after": decision.until, "decision_reason": decision.reason})
+                           fields={"deliver_after": defer_until(decision, now), "decision_reason": decision.reason})
         return message
     if decision.outcome == policy.Outcome.SUPPRESS:
         message_transition(message=message, to=MessageStatus.SUPPRESSED, now=now, detail=decision.reason,
@@ -591,7 +644,11 @@ def _release_one(message: OutboundMessage, facts: policy.GateFacts, now: dt.date
         _ladder_after_skip(message, now)
         return message
     data = message.intent.data if message.intent_id else message.render_data
-    if message.origin_kind == OriginKind.SYSTEM:
+    if message.content and not message.render_data:
+        # Deferred at delivery: rendered once already, and the data it was
+        # rendered from is not kept. The same words go out.
+        rendered, failure, detail = _Rendered(message.content, message.locale, message.template_version_id), "", ""
+    elif message.origin_kind == OriginKind.SYSTEM:
         rendered, failure, detail = _SystemText(data.get("system_text", ""), message.channel), "", ""
     else:
         rendered, failure, detail = _render(template_key=message.template_key, contact=message.contact, data=data)
@@ -610,6 +667,56 @@ def _release_one(message: OutboundMessage, facts: policy.GateFacts, now: dt.date
     )
     enqueue_delivery([message.pk])
     return message
+
+
+def messages_recheck_for_delivery(*, messages: list[OutboundMessage], now: dt.datetime) -> list[OutboundMessage]:
+    """The gate again, just before queued messages (locked by the caller) are
+    handed to their provider: a suppression, unsubscribe or revocation since
+    they were queued stops them. Refused rows move to suppressed, deferred
+    ones to deferred (until when), leftovers of a finished ladder to
+    cancelled, each with its reason; returns the rows still allowed. The
+    consent facts of the whole batch are loaded once (a fixed number of
+    queries); only guards registered with at_delivery=True are asked."""
+    if not messages:
+        return []
+    facts = policy.load_facts({m.contact_id: m.contact for m in messages}.values(), now)
+    allowed = []
+    for message in messages:
+        if _ladder_finished(message):
+            _cancel_ladder_leftover(message, now)
+        elif message.origin_kind == OriginKind.SYSTEM:
+            # Keyword answers reply to what the person just sent; the STOP
+            # confirmation is queued before the revocation it confirms.
+            allowed.append(message)
+        elif _recheck_one(message, facts, now):
+            allowed.append(message)
+    return allowed
+
+
+def _recheck_one(message: OutboundMessage, facts: policy.GateFacts, now: dt.datetime) -> bool:
+    decision = _decide(
+        contact=message.contact, channel=message.channel, message_class=message.message_class,
+        origin=_origin_of(message), now=now, facts=facts, at_delivery=True,
+    )
+    if decision.allowed:
+        return True
+    why = {"decision_reason": decision.reason, "decision_detail": decision.detail[:500]}
+    if decision.outcome == policy.Outcome.DEFER:
+        message_transition(message=message, to=MessageStatus.DEFERRED, now=now,
+                           detail=f"at delivery: {decision.reason}", fields={**why, "deliver_after": defer_until(
+                               decision, now)})
+        return False
+    message_transition(message=message, to=MessageStatus.SUPPRESSED, now=now,
+                       detail=f"at delivery: {decision.reason}: {decision.detail}".rstrip(": ")[:500], fields=why)
+    _ladder_after_skip(message, now)
+    return False
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    content: dict
+    locale: str
+    template_version_id: int | None
 
 
 @dataclass(frozen=True)
@@ -736,7 +843,7 @@ def system_reply_send(
     if decision.outcome == policy.Outcome.SUPPRESS:
         return _write_outcome(message, MessageStatus.SUPPRESSED, decision.reason, decision.detail, now)
     if decision.outcome == policy.Outcome.DEFER:
-        message.deliver_after = decision.until
+        message.deliver_after = defer_until(decision, now)
         message.render_data = {"system_text": text}
         return _write_outcome(message, MessageStatus.DEFERRED, decision.reason, decision.detail, now)
     message.content = _SystemText(text, channel).content
@@ -751,9 +858,16 @@ def system_reply_send(
 TEST_SENDABLE = ("draft", "approved")
 
 
+SEED_EVIDENCE = {"note": "internal seed list", "setting": "TEMPLATES_INTERNAL_SEED_ADDRESSES"}
+
+
 def internal_seed_contact(*, address: str, channel: str, actor: Any) -> Contact:
     """The contact standing for an internal seed address (a staff inbox or
-    phone from settings), created on first use."""
+    phone from settings), created on first use. A seed contact we created is
+    given marketing consent on the channel the first time it is used there
+    (the seed list is the staff's say-so), so test sends of marketing
+    templates are not always suppressed; they still pass the gate, so a
+    revocation or suppression of the seed address still stops them."""
     if address not in settings.TEMPLATES_INTERNAL_SEED_ADDRESSES:
         raise ChannelsError(f"{address!r} is not in TEMPLATES_INTERNAL_SEED_ADDRESSES")
     field = {"email": "email", "whatsapp": "whatsapp_id", "push": ""}.get(channel, "phone")
@@ -763,14 +877,51 @@ def internal_seed_contact(*, address: str, channel: str, actor: Any) -> Contact:
             raise ChannelsError(f"no push device {address!r} is registered to an internal contact")
         return owner
     value = address.lower() if field == "email" else address
-    existing = Contact.objects.filter(**{field: value}).first()
-    if existing is not None:
-        return existing
-    digest = hashlib.sha256(value.encode()).hexdigest()[:12]
-    contact, _ = consent_services.contact_upsert(
-        external_id=f"internal-seed-{digest}", data={field: value, "attributes": {"internal_seed": True}}, actor=actor
-    )
+    contact = Contact.objects.filter(**{field: value}).first()
+    if contact is None:
+        digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+        try:
+            contact, _ = consent_services.contact_upsert(
+                external_id=f"internal-seed-{digest}", data={field: value, "attributes": {"internal_seed": True}},
+                actor=actor,
+            )
+        except (ValidationError, consent_services.ConsentError) as error:
+            raise ChannelsError(f"seed address {address!r} cannot be used on {channel}: {_error_text(error)}") from None
+    if (contact.attributes or {}).get("internal_seed"):
+        _seed_marketing_grant(contact, channel, actor)
     return contact
+
+
+def _error_text(error: Exception) -> str:
+    return "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+
+
+def _seed_marketing_grant(contact: Contact, channel: str, actor: Any) -> None:
+    """Once per channel: a channel with any marketing record (granted, or
+    revoked by a STOP from the seed phone) is left as it is."""
+    records = contact.consent_records.filter(channel=channel, purpose=MessageClass.MARKETING)
+    if records.exclude(status=ConsentStatus.PENDING).exists():
+        return
+    record = consent_services.consent_record(
+        contact=contact, channel=channel, purpose=MessageClass.MARKETING, status=ConsentStatus.GRANTED,
+        source=ConsentSource.ADMIN, actor=actor, evidence=SEED_EVIDENCE,
+    )
+    if record.status == ConsentStatus.PENDING:
+        # A double opt-in channel: the seed list stands for the confirmation.
+        consent_services.consent_confirm(pending=record, evidence=SEED_EVIDENCE, actor=actor)
+
+
+def seed_render_data(contact: Contact, data: dict | None) -> dict:
+    """What a test send renders with: the seed contact's own context, with
+    the form's data merged over it (its "event" as the event properties)."""
+    data = dict(data or {})
+    context = render_context(contact, data.pop("event", None))
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(context.get(key), dict):
+            context[key] = {**context[key], **value}
+        else:
+            context[key] = value
+    return context
 
 
 def message_test_send(
@@ -797,7 +948,7 @@ def message_test_send(
             # A test send waits for nobody: a deferral is reported, not kept.
             return _write_outcome(message, MessageStatus.SUPPRESSED, decision.reason, decision.detail, now)
         try:
-            rendered = render_version(version=version, contact=contact, data=data or render_context(contact),
+            rendered = render_version(version=version, contact=contact, data=seed_render_data(contact, data),
                                       preview=True)
         except RenderError as error:
             return _write_outcome(message, MessageStatus.RENDER_FAILED, error.reason, error.detail, now)

@@ -249,7 +249,10 @@ TEMPLATES_SMS_SEGMENT_WARNING = env_int("TEMPLATES_SMS_SEGMENT_WARNING", 3)  # w
 # Four eyes holds for superusers too unless this is switched on (small teams, demos).
 TEMPLATES_ALLOW_SELF_APPROVAL = env_bool("TEMPLATES_ALLOW_SELF_APPROVAL", False)
 TEMPLATES_RENDER_MAX_CHARS = env_int("TEMPLATES_RENDER_MAX_CHARS", 100_000)  # per rendered field and per value
-TEMPLATES_RENDER_MAX_ITERATIONS = env_int("TEMPLATES_RENDER_MAX_ITERATIONS", 10_000)  # loop steps per field
+# Steps (loop iterations + calls, macros included) per rendered field.
+TEMPLATES_RENDER_MAX_ITERATIONS = env_int("TEMPLATES_RENDER_MAX_ITERATIONS", 10_000)
+# Wall-clock bound on one preview render (admin preview, test sends); sends rely on the step budget.
+TEMPLATES_PREVIEW_MAX_SECONDS = env_int("TEMPLATES_PREVIEW_MAX_SECONDS", 3)
 # Test sends of drafts go only to these addresses (emails, E.164 phones, WhatsApp ids, push tokens).
 TEMPLATES_INTERNAL_SEED_ADDRESSES = env_list("TEMPLATES_INTERNAL_SEED_ADDRESSES", [])
 # Twilio Content API for WhatsApp template approval status (refresh_whatsapp_templates).

@@ -467,7 +467,9 @@ class TemplateVersionAdmin(SimpleHistoryAdmin, ModelAdmin):
         version = get_object_or_404(
             self.get_queryset(request).prefetch_related("variants", "variables"), pk=object_id
         )
-        form = PreviewForm(request.GET or None, version=version)
+        form = PreviewForm(request.GET or None, version=version,
+                           contacts=selectors.preview_contacts_for_user(request.user),
+                           sees_contacts=request.user.has_perm("consent.view_contact"))
         context = {**self.admin_site.each_context(request), "title": f"Preview {version}", "version": version,
                    "form": form, "opts": self.model._meta, "channel": version.template.channel}
         if form.is_valid():
@@ -481,19 +483,30 @@ class PreviewForm(forms.Form):
     locale = forms.CharField(required=False, help_text="Empty: the contact's locale")
     event = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, label="Event properties (JSON)")
 
-    def __init__(self, *args, version: TemplateVersion, **kwargs):
+    def __init__(self, *args, version: TemplateVersion, contacts: QuerySet[Contact], sees_contacts: bool,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.version = version
+        # Only contacts this viewer may read (selectors.preview_contacts_for_user).
+        self.contacts = contacts
+        self.sees_contacts = sees_contacts
         locales = ", ".join(v.locale for v in version.variants.all())
         self.fields["locale"].help_text = f"Variants: {locales or 'none yet'}. Empty: the contact's locale"
+        if not sees_contacts:
+            self.fields["contact"].help_text = (
+                "Empty: a sample contact with no attributes. Without access to contacts, only internal seed "
+                "contacts (TEMPLATES_INTERNAL_SEED_ADDRESSES)"
+            )
 
     def clean_contact(self) -> Contact:
         external_id = self.cleaned_data["contact"].strip()
         if not external_id:
             return Contact(external_id="sample", locale="", attributes={})
-        contact = Contact.objects.filter(external_id=external_id).first()
+        contact = self.contacts.filter(external_id=external_id).first()
         if contact is None:
-            raise ValidationError(f"No contact has the external id {external_id!r}.")
+            # One message for unknown and not allowed: the form must not tell which contacts exist.
+            scope = "" if self.sees_contacts else " (you may preview only internal seed contacts)"
+            raise ValidationError(f"No contact you may preview has the external id {external_id!r}{scope}.")
         return contact
 
     def clean_event(self) -> dict:
@@ -525,7 +538,8 @@ def preview_context(version: TemplateVersion, data: dict) -> dict:
     if version.template.channel == Channel.RCS:
         extra["fallback_sms"] = sms_info(content["fallback_text"])
     if version.template.channel == Channel.WHATSAPP:
-        extra["provider_refused"] = bool(content["template_name"]) and content["provider_status"] != "approved"
+        extra["provider_refused"] = (bool(content["template_name"] or content["content_sid"])
+                                     and content["provider_status"] != "approved")
     segments = content.get("segments", 0)
     return {"rendered": rendered, "content": content, "segment_warning": segments > limit, "segment_limit": limit,
             **extra}

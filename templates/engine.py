@@ -7,8 +7,12 @@ ImmutableSandboxedEnvironment with StrictUndefined, tightened further:
   `center`, `ljust`: each can build a gigabyte string from one call);
 - `*`, `**`, `%`, `+` and `~` refuse results past the value bound, so doubling
   a string in a recursive macro stops at the bound, not at the machine's memory;
-- every `{% for %}` draws on a per-render iteration budget (huge loops stop even
-  when they print nothing);
+- every `{% for %}` iteration and every call (macros, `caller()`, methods,
+  `range`) draws on one per-field step budget, so huge loops and exponential
+  macro recursion stop even when they print nothing;
+- recursive for-loops (`{% for ... recursive %}` / `loop(...)`) are refused when
+  the template is parsed: their inner iterations would bypass the loop guard;
+- an optional wall-clock deadline (previews) is checked at every step;
 - the output is streamed and cut off at the output bound.
 Templates receive plain dicts only (render_context), never model instances."""
 
@@ -19,14 +23,16 @@ import datetime as dt
 import functools
 import math
 import operator
+import time
 import zoneinfo
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 from jinja2 import StrictUndefined, nodes, pass_context
 from jinja2.compiler import CodeGenerator
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.filters import FILTERS
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
@@ -37,7 +43,7 @@ class RenderLimitExceeded(SecurityError):
 
     def __init__(self, message: str, *, kind: str):
         super().__init__(message)
-        self.kind = kind  # "output" or "loop"
+        self.kind = kind  # "output", "loop" (step budget) or "time" (deadline)
 
 
 def max_value_chars() -> int:
@@ -49,6 +55,8 @@ def max_iterations() -> int:
 
 
 _budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("template_loop_budget", default=None)
+# time.monotonic() value after which a render stops (set by `deadline()`, used for previews).
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("template_deadline", default=None)
 
 SAFE_METHODS = frozenset({
     "upper", "lower", "title", "capitalize", "strip", "lstrip", "rstrip", "startswith", "endswith", "split",
@@ -85,14 +93,37 @@ def _bounded_filter(func):
     return wrapper
 
 
+def _charge(budget: list[int] | None) -> None:
+    """One step of work: a loop iteration or a call."""
+    if budget is None:
+        return
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise RenderLimitExceeded(
+            f"the template takes more than {max_iterations()} steps (loop iterations and calls)", kind="loop"
+        )
+    limit = _deadline.get()
+    if limit is not None and time.monotonic() >= limit:
+        raise RenderLimitExceeded("the template took too long to render", kind="time")
+
+
 def _loop_guard(iterable: Iterable[Any]) -> Iterator[Any]:
     budget = _budget.get()
     for item in iterable:
-        if budget is not None:
-            budget[0] -= 1
-            if budget[0] < 0:
-                raise RenderLimitExceeded(f"the template loops more than {max_iterations()} times", kind="loop")
+        _charge(budget)
         yield item
+
+
+@contextmanager
+def deadline(seconds: float):
+    """Renders inside this block stop with RenderLimitExceeded(kind="time") once
+    `seconds` have passed (checked at every step). Used for previews, which run
+    in a web request; sends are bounded by the step budget and the task limit."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 def _capped_range(*args: int) -> range:
@@ -103,9 +134,12 @@ def _capped_range(*args: int) -> range:
 
 
 class _GuardLoops(NodeTransformer):
-    """Rewrites `{% for x in it %}` to `{% for x in _loop_guard(it) %}`."""
+    """Rewrites `{% for x in it %}` to `{% for x in _loop_guard(it) %}`, and
+    refuses recursive loops: `loop(items)` iterates `items` outside the guard."""
 
     def visit_For(self, node: nodes.For) -> nodes.For:
+        if node.recursive:
+            raise TemplateSyntaxError("recursive for-loops are not available in message templates", node.lineno)
         node = self.generic_visit(node)
         node.iter = nodes.Call(nodes.Name("loop_guard_", "load"), [node.iter], [], None, None, lineno=node.lineno)
         return node
@@ -215,6 +249,9 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
         return check_size(result)
 
     def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (jinja's own signature)
+        # Every call from template code (macros, caller(), methods, range) lands here: charging
+        # each one bounds macro recursion that fans out without ever entering a {% for %}.
+        _charge(_budget.get())
         return check_size(super().call(__context, __obj, *args, **kwargs))
 
 

@@ -177,10 +177,20 @@ class _FrozenWithVersion(models.Model):
         return super().delete(*args, **kwargs)
 
     def _check_version_editable(self) -> None:
-        status = TemplateVersion.objects.filter(pk=self.version_id).values_list("status", flat=True).first()
-        if status is not None and status not in EDITABLE_STATUSES:
+        version_ids = {self.version_id}
+        if not self._state.adding and self.pk is not None:
+            # The row may be moving: re-pointing it from an approved version to a draft would take
+            # words out of the approved version, so the version it belongs to now must be editable too.
+            stored = type(self).objects.filter(pk=self.pk).values_list("version_id", flat=True).first()
+            if stored is not None:
+                version_ids.add(stored)
+        frozen = (
+            TemplateVersion.objects.filter(pk__in=version_ids).exclude(status__in=EDITABLE_STATUSES)
+            .values_list("pk", "status").order_by("pk").first()
+        )
+        if frozen is not None:
             raise ImmutableVersionError(
-                f"Version {self.version_id} is {status}: its content cannot change. Edit it as a new draft version."
+                f"Version {frozen[0]} is {frozen[1]}: its content cannot change. Edit it as a new draft version."
             )
 
 

@@ -6,6 +6,7 @@ templates.services, which is the public entry point (CONTRACTS.md)."""
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import nullcontext
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
@@ -17,7 +18,7 @@ from jinja2 import TemplateError, UndefinedError
 from jinja2.exceptions import SecurityError
 
 from consent.models import Channel, Contact
-from templates.engine import RenderLimitExceeded, render_string
+from templates.engine import RenderLimitExceeded, deadline, render_string
 from templates.models import Template, TemplateVariable, TemplateVariant, TemplateVersion, VariableType, VersionStatus
 from templates.models import WhatsAppStatus as WA
 from templates.sms import sms_info
@@ -270,9 +271,11 @@ def _render_push(variant: TemplateVariant, version: TemplateVersion, data: dict)
 
 def _render_whatsapp(variant: TemplateVariant, version: TemplateVersion, data: dict) -> dict:
     parameters = [_r("{{ " + str(expression) + " }}", data) for expression in (variant.wa_parameters or [])]
-    return {"template_name": variant.wa_template_name, "language": variant.wa_language or variant.locale,
-            "parameters": parameters, "body": _r(variant.body, data),
-            "provider_status": variant.wa_provider_status}
+    # The Content SID is per locale (Meta approves each language separately): the sender must use
+    # this variant's SID, the one whose approval render_version checked.
+    return {"template_name": variant.wa_template_name, "content_sid": variant.wa_content_sid,
+            "language": variant.wa_language or variant.locale, "parameters": parameters,
+            "body": _r(variant.body, data), "provider_status": variant.wa_provider_status}
 
 
 def _render_rcs(variant: TemplateVariant, version: TemplateVersion, data: dict) -> dict:
@@ -322,6 +325,22 @@ def _prefetched(version: TemplateVersion) -> tuple[list[TemplateVariant], list[T
     return variants, variables
 
 
+def whatsapp_provider_template(variant: TemplateVariant) -> bool:
+    """A provider (Content) template, as opposed to free-form text inside the service window."""
+    return bool(variant.wa_template_name or variant.wa_content_sid)
+
+
+def _check_provider_approval(variant: TemplateVariant) -> None:
+    """The variant that renders is the one whose SID is sent, so its own approval is what counts."""
+    if whatsapp_provider_template(variant) and variant.wa_provider_status != WA.APPROVED:
+        status = variant.get_wa_provider_status_display().lower()
+        name = variant.wa_template_name or variant.wa_content_sid
+        raise RenderError(
+            RenderFailure.WHATSAPP_NOT_APPROVED,
+            f"WhatsApp template {name!r} ({variant.locale}) is {status} at the provider",
+        )
+
+
 def render_version(*, version: TemplateVersion, contact: Contact, data: dict, preview: bool,
                    locale: str | None = None) -> RenderedMessage:
     """Render one version for one contact. preview=False refuses anything not
@@ -333,14 +352,12 @@ def render_version(*, version: TemplateVersion, contact: Contact, data: dict, pr
     variants, variables = _prefetched(version)
     variant = pick_variant(variants, contact.locale if locale is None else locale)
     resolved = resolve_variables(variables, data, variant.locale)
-    provider_gate = template.channel == Channel.WHATSAPP and variant.wa_template_name and not preview
-    if provider_gate and variant.wa_provider_status != WA.APPROVED:
-        status = variant.get_wa_provider_status_display().lower()
-        raise RenderError(
-            RenderFailure.WHATSAPP_NOT_APPROVED,
-            f"WhatsApp template {variant.wa_template_name!r} ({variant.locale}) is {status} at the provider",
-        )
-    content = _render_content(template.channel, variant, version, resolved)
+    if not preview and template.channel == Channel.WHATSAPP:
+        _check_provider_approval(variant)
+    # A preview runs inside a web request: bound it by the clock too, not only by the step budget.
+    limit = deadline(settings.TEMPLATES_PREVIEW_MAX_SECONDS) if preview else nullcontext()
+    with limit:
+        content = _render_content(template.channel, variant, version, resolved)
     return RenderedMessage(
         template_key=template.key, template_version_id=version.pk, locale=variant.locale, channel=template.channel,
         message_class=template.message_class, preview=preview, content=content,

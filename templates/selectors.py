@@ -6,9 +6,11 @@ from __future__ import annotations
 import difflib
 import json
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
+from consent.models import Contact, PushDevice
 from templates import permissions
 from templates.models import Template, TemplateVersion, VersionStatus
 from templates.services import content_snapshot
@@ -33,6 +35,23 @@ def templates_for_user(user, *, action: str = "view") -> QuerySet[Template]:
 def versions_for_user(user) -> QuerySet[TemplateVersion]:
     visible = templates_for_user(user, action="view")
     return TemplateVersion.objects.select_related("template", "author").filter(template__in=visible.values("pk"))
+
+
+def preview_contacts_for_user(user) -> QuerySet[Contact]:
+    """Contacts a template viewer may render a preview for. A preview shows the
+    contact's attributes inside the words, so it needs the right to read contacts
+    (consent.view_contact); without it, only the internal seed contacts (an
+    email, phone, WhatsApp id or push token in TEMPLATES_INTERNAL_SEED_ADDRESSES)."""
+    if not permissions.can_view(user):
+        return Contact.objects.none()
+    if user.has_perm("consent.view_contact"):
+        return Contact.objects.all()
+    seeds = [address for address in settings.TEMPLATES_INTERNAL_SEED_ADDRESSES if address]
+    if not seeds:
+        return Contact.objects.none()
+    internal = Q(email__in=seeds) | Q(phone__in=seeds) | Q(whatsapp_id__in=seeds)
+    internal |= Q(pk__in=PushDevice.objects.filter(token__in=seeds).values("contact_id"))
+    return Contact.objects.filter(internal)
 
 
 def review_queue(user) -> list[dict]:

@@ -14,7 +14,14 @@ from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsR
 from django.core.mail import get_connection
 
 from channels.models import OutboundMessage, ProviderAccount
-from channels.providers.base import Accepted, PermanentError, TransientError, account_secret
+from channels.providers.base import (
+    Accepted,
+    AmbiguousError,
+    PermanentError,
+    TransientError,
+    account_secret,
+    is_ambiguous,
+)
 from channels.providers.email_common import build_email
 
 
@@ -39,6 +46,9 @@ class AnymailProvider:
         except AnymailRecipientsRefused as error:
             raise PermanentError(f"ESP refused the recipient: {error}", code="refused") from error
         except AnymailRequestsAPIError as error:
+            # anymail re-raises requests' own exception type mixed in.
+            if is_ambiguous(error):
+                raise AmbiguousError(f"no answer from the ESP after sending: {error}") from error
             if error.status_code is None or error.status_code == 429 or error.status_code >= 500:
                 raise TransientError(str(error), code=str(error.status_code or "")) from error
             raise PermanentError(str(error), code=str(error.status_code)) from error

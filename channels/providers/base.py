@@ -43,6 +43,19 @@ class PermanentError(ProviderError):
     """Will never succeed for this message; fail at once."""
 
 
+class AmbiguousError(ProviderError):
+    """The request was sent but no answer came back (a read timeout): the
+    provider may or may not have accepted it, so it must not simply be sent
+    again at once."""
+
+
+def is_ambiguous(error: BaseException) -> bool:
+    """A requests read timeout: the request went out, the answer never came."""
+    import requests
+
+    return isinstance(error, requests.exceptions.ReadTimeout)
+
+
 @dataclass(frozen=True)
 class Accepted:
     """The provider took the message."""

@@ -4,8 +4,11 @@ Account: `sender` is a phone number (+E164), a WhatsApp sender
 (whatsapp:+E164) or a messaging service SID (MG...). Secrets from
 <PREFIX>_ACCOUNT_SID and <PREFIX>_AUTH_TOKEN (prefix TWILIO by default).
 WhatsApp templates and RCS cards go through a messaging service as
-`content_sid` + `content_variables`; `options.content_sids` maps our
-template key to the Twilio Content SID. `options.base_url` points the SDK at
+`content_sid` + `content_variables`. The Content SID comes from the rendered
+content (the template variant's own SID, per locale) and only when that has
+none from `options.content_sids`: our template key to a SID, or to
+{locale: SID}. RCS content variables are named slots (see CONTENT_SLOTS
+below and docs/readme/channels.md). `options.base_url` points the SDK at
 another host (a local fake in tests)."""
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from channels.models import OutboundMessage, ProviderAccount
-from channels.providers.base import Accepted, PermanentError, TransientError, account_secret, status_callback_url
+from channels.providers.base import (
+    Accepted,
+    AmbiguousError,
+    PermanentError,
+    TransientError,
+    account_secret,
+    is_ambiguous,
+    status_callback_url,
+)
 from consent.models import Channel
 
 # Twilio error codes that will never succeed for this message.
@@ -57,6 +68,8 @@ class TwilioProvider:
         except TwilioRestException as error:
             raise _classify(error) from error
         except (RequestsConnectionError, Timeout) as error:
+            if is_ambiguous(error):
+                raise AmbiguousError(f"no answer from Twilio after sending: {error}") from error
             raise TransientError(f"Twilio unreachable: {error}") from error
         except TwilioException as error:
             raise TransientError(str(error)) from error
@@ -95,11 +108,34 @@ def _sender_params(account: ProviderAccount, channel: str) -> dict[str, str]:
     return {"from_": sender}
 
 
+def content_sid_for(message: OutboundMessage, account: ProviderAccount) -> str:
+    """The rendered variant's own SID first (it is per locale); the account's
+    mapping only when the template carries none."""
+    if message.content.get("content_sid"):
+        return message.content["content_sid"]
+    configured = (account.options or {}).get("content_sids", {}).get(message.template_key, "")
+    if isinstance(configured, dict):
+        return configured.get(message.locale) or configured.get(message.locale.split("-")[0], "")
+    return configured
+
+
+# RCS: the named variables an RCS Content template (twilio/card with actions)
+# may use. Suggestions fill suggestion_<n>_text / suggestion_<n>_value, n
+# from 1, in the template's order; value is the reply payload, URL or phone.
+CONTENT_SLOTS = ("title", "description", "media_url")
+
+
+def rcs_variables(content: dict) -> dict[str, str]:
+    variables = {slot: str(content.get(slot, "")) for slot in CONTENT_SLOTS}
+    for n, suggestion in enumerate(content.get("suggestions") or [], start=1):
+        variables[f"suggestion_{n}_text"] = str(suggestion.get("text", ""))
+        variables[f"suggestion_{n}_value"] = str(suggestion.get("value", ""))
+    return variables
+
+
 def _content_params(message: OutboundMessage, account: ProviderAccount) -> dict[str, str]:
     content = message.content
-    content_sid = content.get("content_sid") or (account.options or {}).get("content_sids", {}).get(
-        message.template_key, ""
-    )
+    content_sid = content_sid_for(message, account)
     if message.channel == Channel.WHATSAPP and content.get("template_name"):
         if not content_sid:
             raise PermanentError(f"no Twilio content SID for WhatsApp template {message.template_key!r}",
@@ -108,9 +144,7 @@ def _content_params(message: OutboundMessage, account: ProviderAccount) -> dict[
         return {"content_sid": content_sid, "content_variables": json.dumps(variables)}
     if message.channel == Channel.RCS:
         if content_sid:
-            variables = {"title": content.get("title", ""), "description": content.get("description", ""),
-                         "media_url": content.get("media_url", "")}
-            return {"content_sid": content_sid, "content_variables": json.dumps(variables)}
+            return {"content_sid": content_sid, "content_variables": json.dumps(rcs_variables(content))}
         # Without a rich card the SDK sends the text form.
         return {"body": content.get("fallback_text") or content.get("description", "")}
     return {"body": content.get("body", "")}

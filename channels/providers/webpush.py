@@ -13,7 +13,15 @@ import requests
 from pywebpush import WebPushException, webpush
 
 from channels.models import OutboundMessage, ProviderAccount
-from channels.providers.base import Accepted, Feedback, PermanentError, TransientError, account_secret
+from channels.providers.base import (
+    Accepted,
+    AmbiguousError,
+    Feedback,
+    PermanentError,
+    TransientError,
+    account_secret,
+    is_ambiguous,
+)
 from consent.models import PushDevice
 
 GONE = (404, 410)  # the subscription expired or was withdrawn
@@ -40,6 +48,8 @@ class WebPushProvider:
         except WebPushException as error:
             raise _classify(error) from error
         except (requests.ConnectionError, requests.Timeout) as error:
+            if is_ambiguous(error):
+                raise AmbiguousError(f"no answer from the push service after sending: {error}") from error
             raise TransientError(f"push service unreachable: {error}") from error
         return Accepted(provider_message_id=response.headers.get("Location") or f"webpush-{uuid.uuid4().hex}")
 

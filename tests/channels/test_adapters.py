@@ -177,3 +177,80 @@ def test_web_push_goes_through_pywebpush_with_vapid(monkeypatch):
     assert request.headers["content-encoding"] == "aes128gcm"
     assert request.headers["authorization"].startswith("vapid t=")
     assert len(request.body) > 100  # encrypted, not the plain JSON
+
+
+def test_whatsapp_uses_the_content_sid_of_the_contacts_locale_before_the_account_mapping(
+    twilio_env, twilio_accounts, fake_twilio
+):
+    content = factories.CONTENT[Channel.WHATSAPP]
+    template = factories.approved_template(
+        "wa-locales", Channel.WHATSAPP, "operational", variables=[{"path": "event.code", "required": True}],
+        locales=("en", "pt"), content_by_locale={"en": {**content, "content_sid": "HXenglish"},
+                                                 "pt": {**content, "language": "pt", "content_sid": "HXportugues"}},
+    )
+    account = twilio_accounts[Channel.WHATSAPP]
+    account.options = {**account.options, "content_sids": {template.key: "HXaccountdefault"}}
+    account.save()
+    sids = []
+    for n, locale in enumerate(("pt", "en")):
+        contact = factories.contact_with_everything(whatsapp_id=f"+1415555980{n}", locale=locale)
+        result = services.send(contact=contact, data=DATA, origin=services.Origin(kind="api"),
+                               idempotency_key=f"wa-{locale}", template_key=template.key)
+        assert delivered(result.messages[0]).status == MessageStatus.SENT
+        sids.append(fake_twilio.requests[-1].form["ContentSid"])
+    assert sids == ["HXportugues", "HXenglish"]
+
+
+def test_an_rcs_card_sends_its_suggestions_as_content_variables(contact, twilio_accounts, fake_twilio):
+    content = {**factories.CONTENT[Channel.RCS], "suggestions": [
+        {"type": "reply", "text": "Confirm {{ event.code }}", "value": "CONFIRM"},
+        {"type": "url", "text": "Open", "value": "https://example.com/c/{{ event.code }}"},
+    ]}
+    template = factories.approved_template(
+        "code-rcs-operational", Channel.RCS, "operational", content=content,
+        variables=[{"path": "event.code", "required": True}],
+    )
+    result = services.send(contact=contact, data=DATA, origin=services.Origin(kind="api"), idempotency_key="rcs",
+                           template_key=template.key)
+    assert delivered(result.messages[0]).status == MessageStatus.SENT
+    variables = json.loads(fake_twilio.requests[0].form["ContentVariables"])
+    assert variables == {
+        "title": "Code", "description": "Your code is 42", "media_url": "",
+        "suggestion_1_text": "Confirm 42", "suggestion_1_value": "CONFIRM",
+        "suggestion_2_text": "Open", "suggestion_2_value": "https://example.com/c/42",
+    }
+
+
+def test_email_carries_the_preheader_hidden_at_the_top_of_the_html(contact, fake_smtp):
+    import email as email_lib
+    from email import policy
+
+    factories.account(Channel.EMAIL, Adapter.SMTP, sender="noreply@example.com",
+                      options={"host": "127.0.0.1", "port": fake_smtp.port})
+    template = factories.approved_template(
+        "code-email-preheader", Channel.EMAIL, "operational",
+        content={**factories.CONTENT[Channel.EMAIL], "preheader": "Code {{ event.code }} & more inside"},
+        variables=[{"path": "event.code", "required": True}],
+    )
+    result = services.send(contact=contact, data=DATA, origin=services.Origin(kind="api"), idempotency_key="ph",
+                           template_key=template.key)
+    assert delivered(result.messages[0]).status == MessageStatus.SENT
+    parsed = email_lib.message_from_bytes(fake_smtp.handler.messages[0].content, policy=policy.default)
+    html = parsed.get_body(preferencelist=("html",)).get_content()
+    assert html.startswith('<div style="display:none;')
+    assert "Code 42 &amp; more inside</div>" in html
+    assert html.index("more inside") < html.index("Your code is 42")
+    text = parsed.get_body(preferencelist=("plain",)).get_content()
+    assert "more inside" not in text
+
+
+def test_whatsapp_falls_back_to_the_accounts_content_sid_for_the_locale(twilio_env, twilio_accounts, fake_twilio):
+    template = factories.channel_template(Channel.WHATSAPP)  # its variant names no content SID
+    account = twilio_accounts[Channel.WHATSAPP]
+    account.options = {**account.options, "content_sids": {template.key: {"en": "HXen", "pt": "HXpt"}}}
+    account.save()
+    contact = factories.contact_with_everything(whatsapp_id="+14155559811", locale="en-GB")
+    result = services.send(contact=contact, data=DATA, origin=services.Origin(kind="api"), idempotency_key="wa-fb",
+                           template_key=template.key)
+    assert delivered(result.messages[0]).status == MessageStatus.SENT
+    assert fake_twilio.requests[0].form["ContentSid"] == "HXen"

@@ -51,12 +51,12 @@ def test_the_log_filters_by_channel_status_class_origin_and_date(client, operato
     assert logged_in(client, operator).get(f"{LOG}?{query}").status_code == 200
 
 
-def test_a_message_page_shows_content_reason_ladder_and_timeline(client, agent, contact, sms_template,
+def test_a_message_page_shows_content_reason_ladder_and_timeline(client, reviewer, contact, sms_template,
                                                                  email_template):
     result = services.send(contact=contact, data={"event": {"code": "77"}}, origin=services.Origin(kind="api"),
                            idempotency_key="page", ladder=[services.Rung(Channel.SMS, sms_template.key),
                                                            services.Rung(Channel.EMAIL, email_template.key)])
-    page = logged_in(client, agent).get(reverse("admin:channels_outboundmessage_change",
+    page = logged_in(client, reviewer).get(reverse("admin:channels_outboundmessage_change",
                                                 args=[result.messages[0].pk]))
     text = page.content.decode()
     assert page.status_code == 200
@@ -68,6 +68,25 @@ def test_a_message_page_shows_content_reason_ladder_and_timeline(client, agent, 
 
 def test_an_outsider_cannot_see_the_message_log(client, outsider):
     assert logged_in(client, outsider).get(LOG).status_code == 403
+
+
+INBOUND = reverse("admin:channels_inboundmessage_changelist")
+
+
+def test_an_agent_cannot_browse_the_message_log_or_the_inbound_replies(client, agent, contact, sms_template):
+    message = some_messages(contact, sms_template, 1)[0]
+    logged_in(client, agent)
+    assert client.get(LOG).status_code == 403
+    assert client.get(INBOUND).status_code == 403
+    assert client.get(reverse("admin:channels_outboundmessage_change", args=[message.pk])).status_code == 403
+
+
+def test_an_operator_browses_the_message_log_and_the_inbound_replies(client, operator, contact, sms_template):
+    message = some_messages(contact, sms_template, 1)[0]
+    logged_in(client, operator)
+    assert client.get(LOG).status_code == 200
+    assert client.get(INBOUND).status_code == 200
+    assert client.get(reverse("admin:channels_outboundmessage_change", args=[message.pk])).status_code == 200
 
 
 def test_an_operator_can_cancel_a_queued_message_and_an_agent_cannot(client, operator, agent, contact,
@@ -137,3 +156,40 @@ def test_the_test_send_page_offers_only_seed_addresses_and_visible_versions(clie
 @pytest.mark.parametrize("name", ["inboundmessage", "sendintent", "provideraccount"])
 def test_the_other_channel_pages_render_for_an_operator(client, operator, name):
     assert logged_in(client, operator).get(reverse(f"admin:channels_{name}_changelist")).status_code == 200
+
+
+def test_a_test_send_of_a_marketing_template_reaches_a_new_seed_contact(client, marketer, seed_address):
+    from consent.models import ConsentRecord
+
+    template = factories.channel_template(Channel.EMAIL, message_class="marketing")
+    response = logged_in(client, marketer).post(TEST_SEND, {"version": template.live_version_id,
+                                                             "address": seed_address,
+                                                             "data": '{"event": {"code": "3"}}'})
+    assert response.status_code == 302
+    message = OutboundMessage.objects.get(is_test=True)
+    assert (message.status, message.decision_reason) == ("queued", "consent_granted")
+    grant = ConsentRecord.objects.get(pk=message.consent_record_id)
+    assert (grant.channel, grant.purpose, grant.status) == ("email", "marketing", "granted")
+    assert grant.evidence["note"] == "internal seed list"
+    assert (grant.confirms or grant).source == "admin"  # confirmed at once on a double opt-in channel
+
+
+def test_a_test_send_merges_the_form_data_into_the_seed_contact_context(client, marketer, seed_address):
+    factories.contact_with_everything(email=seed_address, attributes={"first_name": "Quinn"})
+    template = factories.channel_template(Channel.EMAIL)
+    logged_in(client, marketer).post(TEST_SEND, {"version": template.live_version_id, "address": seed_address,
+                                                 "data": '{"event": {"code": "9"}}'})
+    message = OutboundMessage.objects.get(is_test=True)
+    assert message.status == "queued"
+    assert "Hi Quinn" in message.content["subject"]
+    assert "Your code is 9" in message.content["html"]
+
+
+def test_a_seed_address_the_contact_book_rejects_is_a_form_error(client, marketer, settings):
+    settings.TEMPLATES_INTERNAL_SEED_ADDRESSES = ["+1555"]
+    template = factories.channel_template(Channel.SMS)
+    response = logged_in(client, marketer).post(TEST_SEND, {"version": template.live_version_id,
+                                                             "address": "+1555", "data": '{"event": {"code": "1"}}'})
+    assert response.status_code == 200
+    assert "seed address &#x27;+1555&#x27; cannot be used on sms" in response.content.decode()
+    assert not OutboundMessage.objects.exists()

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from channels import services
 from channels.delivery import deliver_batch
-from channels.models import Adapter, IntentStatus, MessageStatus, SendIntent
-from consent.models import Channel, PushDevice
+from channels.models import Adapter, IntentStatus, MessageStatus, OutboundMessage, SendIntent
+from consent.models import Channel, PushDevice, QuietHoursRule
 from consent.policy import Reason
 from tests.channels import factories
 from tests.channels.fakes import FakeTwilio
@@ -141,3 +141,82 @@ def test_a_repeated_ladder_key_is_a_duplicate_with_the_same_messages(templates):
     again = send_ladder(contact, templates)
     assert again.status == services.SendStatus.DUPLICATE
     assert [m.pk for m in again.messages] == [m.pk for m in first.messages]
+
+
+def test_a_late_delivered_report_of_an_earlier_rung_cancels_the_later_ones(templates, fake_fcm, twilio_accounts,
+                                                                             fake_twilio, console_accounts):
+    contact = factories.contact_with_everything()
+    factories.account(Channel.PUSH, Adapter.FCM, priority=1,
+                      options={"project_id": "demo", "endpoint": fake_fcm.url, "anonymous": True})
+    start = timezone.now()
+    result = send_ladder(contact, templates, timeout=dt.timedelta(seconds=60), now=start)
+    push = result.messages[0]
+    deliver_batch(message_ids=[push.pk])  # sent, no receipt within the timeout
+    assert services.ladders_advance_due(now=start + dt.timedelta(seconds=61)) == 1
+    sms = SendIntent.objects.get().messages.get(rung=1)
+    assert sms.status == MessageStatus.QUEUED
+    services.message_transition(message=push, to=MessageStatus.DELIVERED, detail="late receipt")
+    deliver_batch(message_ids=[sms.pk])
+    assert fake_twilio.requests == []
+    sms.refresh_from_db()
+    assert sms.status == MessageStatus.CANCELLED
+    intent = SendIntent.objects.get()
+    assert intent.status == IntentStatus.DELIVERED
+    assert services.ladders_advance_due(now=start + dt.timedelta(hours=1)) == 0
+    assert intent.messages.count() == 2
+
+
+def test_a_late_delivered_report_cancels_a_deferred_later_rung(templates, console_accounts):
+    contact = factories.contact_with_everything()
+    start = timezone.now()
+    result = send_ladder(contact, templates, timeout=dt.timedelta(seconds=60), now=start)
+    push = result.messages[0]
+    services.message_transition(message=push, to=MessageStatus.SENDING)
+    services.message_transition(message=push, to=MessageStatus.SENT)
+    QuietHoursRule.objects.create(name="always", start=dt.time(0), end=dt.time(23, 59))
+    services.ladders_advance_due(now=start + dt.timedelta(seconds=61))
+    sms = SendIntent.objects.get().messages.get(rung=1)
+    assert sms.status == MessageStatus.DEFERRED
+    services.message_transition(message=push, to=MessageStatus.DELIVERED)
+    QuietHoursRule.objects.all().delete()
+    assert services.messages_release_deferred(now=start + dt.timedelta(days=2)) == 0
+    sms.refresh_from_db()
+    assert sms.status == MessageStatus.CANCELLED
+
+
+def test_delivery_and_release_skip_messages_of_a_ladder_that_is_no_longer_active(templates, console_accounts):
+    contact = factories.contact_with_everything()
+    result = send_ladder(contact, templates)
+    # The race the claim guards against: the ladder ended while its rung waited.
+    SendIntent.objects.update(status=IntentStatus.DELIVERED)
+    report = deliver_batch(message_ids=[result.messages[0].pk])
+    assert report.claimed == 0
+    assert OutboundMessage.objects.get(pk=result.messages[0].pk).status == MessageStatus.CANCELLED
+
+
+def test_cancelling_matching_messages_leaves_a_ladder_whose_match_was_already_sent(templates, twilio_accounts,
+                                                                                   fake_twilio):
+    contact = factories.contact_with_everything()
+    PushDevice.objects.filter(contact=contact).delete()
+    start = timezone.now()
+    result = send_ladder(contact, templates, timeout=dt.timedelta(minutes=5), now=start)
+    deliver_batch(message_ids=[result.messages[-1].pk])  # the SMS rung is sent
+    # A STOP on SMS cancels what waits on SMS; this ladder has nothing waiting there.
+    assert services.messages_cancel(queryset_filter={"contact": contact, "channel": Channel.SMS},
+                                    reason="contact replied STOP") == 0
+    assert SendIntent.objects.get().status == IntentStatus.ACTIVE
+    assert services.ladders_advance_due(now=start + dt.timedelta(minutes=6)) == 1
+    assert SendIntent.objects.get().messages.get(rung=2).status == MessageStatus.QUEUED
+
+
+def test_cancelling_a_ladder_cancels_every_message_of_it_still_waiting(templates):
+    contact = factories.contact_with_everything()
+    start = timezone.now()
+    push = send_ladder(contact, templates, timeout=dt.timedelta(minutes=5), now=start).messages[0]
+    services.message_transition(message=push, to=MessageStatus.SENDING)
+    services.ladders_advance_due(now=start + dt.timedelta(minutes=6))  # push was in flight: not cancelled
+    services.message_transition(message=push, to=MessageStatus.QUEUED, detail="transient: retry")
+    sms = SendIntent.objects.get().messages.get(rung=1)
+    assert services.messages_cancel(queryset_filter={"pk": sms.pk}, reason="operator") == 2
+    assert set(SendIntent.objects.get().messages.values_list("status", flat=True)) == {MessageStatus.CANCELLED}
+    assert SendIntent.objects.get().status == IntentStatus.CANCELLED

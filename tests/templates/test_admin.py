@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from templates import services
@@ -217,7 +218,7 @@ def test_the_preview_explains_a_render_failure(client, reviewer):
 def test_the_preview_form_rejects_an_unknown_contact_and_bad_json(client, reviewer, approved):
     client.force_login(reviewer)
     page = client.get(version_url(approved, "preview"), {"contact": "nobody", "event": "{nope"})
-    assert "No contact has the external id" in page.content.decode()
+    assert "No contact you may preview has the external id" in page.content.decode()
     assert "Not JSON" in page.content.decode()
 
 
@@ -261,3 +262,41 @@ def test_an_sms_draft_shows_encoding_segments_and_the_warning_while_editing(clie
     html = client.get(version_url(version)).content.decode()
     assert "UCS-2, 280 characters, 5 segment(s) — more than 2 segments" in html
     assert "message_templates/sms_counter.js" in html  # the live counter while typing
+
+
+@pytest.fixture
+def template_reader(db):
+    """Reads templates but not contacts: a role without consent.view_contact."""
+    user = User.objects.create_user("tia_templates", password="pw-for-tests-only", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="templates", codename__in=["view_template", "view_templateversion"]))
+    return User.objects.get(pk=user.pk)
+
+
+def test_a_viewer_without_contact_access_cannot_preview_a_real_contact(client, template_reader, approved):
+    ContactFactory(external_id="cus_secret", attributes={"first_name": "Secret"})
+    assert not template_reader.has_perm("consent.view_contact")
+    client.force_login(template_reader)
+    page = client.get(version_url(approved, "preview"), {"contact": "cus_secret", "render": "1"})
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "content" not in page.context and "Secret" not in html
+    assert "No contact you may preview has the external id" in html
+    assert "only internal seed contacts" in html
+
+
+def test_a_viewer_without_contact_access_may_preview_an_internal_seed_contact(client, template_reader, approved,
+                                                                             settings):
+    settings.TEMPLATES_INTERNAL_SEED_ADDRESSES = ["qa@example.com"]
+    ContactFactory(external_id="qa_seed", email="qa@example.com", attributes={"first_name": "Quinn"})
+    client.force_login(template_reader)
+    page = client.get(version_url(approved, "preview"), {"contact": "qa_seed", "render": "1"})
+    assert page.context["content"]["subject"] == "Hi Quinn"
+
+
+def test_a_viewer_with_contact_access_may_preview_any_contact(client, reviewer, approved):
+    ContactFactory(external_id="cus_real", attributes={"first_name": "Rita"})
+    assert reviewer.has_perm("consent.view_contact")
+    client.force_login(reviewer)
+    page = client.get(version_url(approved, "preview"), {"contact": "cus_real", "render": "1"})
+    assert page.context["content"]["subject"] == "Hi Rita"

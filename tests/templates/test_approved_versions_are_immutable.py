@@ -64,3 +64,47 @@ def test_the_provider_status_of_an_approved_whatsapp_variant_can_still_be_refres
     assert services.whatsapp_status_update(variant=variant, status="approved")
     variant.refresh_from_db()
     assert variant.wa_provider_status == "approved"
+
+
+@pytest.fixture
+def empty_draft(approved, template, marketer) -> TemplateVersion:
+    draft = services.version_create_draft(template=template, actor=marketer, based_on=approved)
+    for variant in draft.variants.all():
+        services.variant_delete(variant=variant, actor=marketer)
+    for variable in draft.variables.all():
+        services.variable_delete(variable=variable, actor=marketer)
+    return draft
+
+
+def test_a_variant_cannot_be_moved_out_of_an_approved_version(approved, empty_draft):
+    variant = approved.variants.get()
+    variant.version = empty_draft
+    with pytest.raises(ImmutableVersionError, match=f"Version {approved.pk} is approved"):
+        variant.save()
+    with pytest.raises(ImmutableVersionError):
+        variant.delete()  # the row deleted is still the approved one's
+    assert list(approved.variants.values_list("pk", flat=True)) == [variant.pk]
+    assert not empty_draft.variants.exists()
+
+
+def test_a_variable_cannot_be_moved_out_of_an_approved_version(approved, empty_draft):
+    variable = approved.variables.get()
+    variable.version = empty_draft
+    with pytest.raises(ImmutableVersionError, match=f"Version {approved.pk} is approved"):
+        variable.save()
+    assert list(approved.variables.values_list("pk", flat=True)) == [variable.pk]
+
+
+def test_a_variant_cannot_be_moved_into_an_approved_version_either(approved, empty_draft, marketer):
+    moving = services.variant_save(version=empty_draft, actor=marketer, locale="de", subject="Hallo")
+    moving.version = approved
+    with pytest.raises(ImmutableVersionError):
+        moving.save()
+
+
+def test_variants_of_drafts_still_move_between_drafts(empty_draft, template, marketer):
+    other = services.version_create_draft(template=template, actor=marketer)
+    variant = services.variant_save(version=other, actor=marketer, locale="de", subject="Hallo")
+    variant.version = empty_draft
+    variant.save()
+    assert empty_draft.variants.get().subject == "Hallo"

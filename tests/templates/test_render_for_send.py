@@ -23,7 +23,7 @@ KEYS = {
     "email": {"subject", "preheader", "html", "text", "sender_profile"},
     "sms": {"body", "encoding", "segments"},
     "push": {"title", "body", "deep_link", "data"},
-    "whatsapp": {"template_name", "language", "parameters", "body", "provider_status"},
+    "whatsapp": {"template_name", "content_sid", "language", "parameters", "body", "provider_status"},
     "rcs": {"title", "description", "media_url", "suggestions", "fallback_text"},
     "in_app": {"title", "body", "cta_label", "cta_url"},
 }
@@ -123,3 +123,45 @@ def test_a_preview_of_an_unapproved_whatsapp_template_is_allowed(db):
                                                               "provider_status": "pending"})
     rendered = services.render_version(version=version, contact=ContactFactory(), data={}, preview=True)
     assert rendered.content["provider_status"] == "pending"
+
+
+WA_BY_LOCALE = {
+    "en": {"template_name": "reminder", "content_sid": "HXen000000000000000000000000000000", "language": "en",
+           "parameters": ["contact.external_id"], "body": "Reminder"},
+    "pt": {"template_name": "reminder", "content_sid": "HXpt000000000000000000000000000000", "language": "pt_BR",
+           "parameters": ["contact.external_id"], "body": "Lembrete"},
+}
+
+
+def test_each_locale_sends_its_own_whatsapp_content_sid(db):
+    approved_template("wa-sid", "whatsapp", locales=("en", "pt"), content_by_locale=WA_BY_LOCALE)
+    for locale, variant, language in (("pt-BR", "pt", "pt_BR"), ("en", "en", "en")):
+        contact = ContactFactory(locale=locale)
+        content = services.render_for_send(template_key="wa-sid", contact=contact,
+                                           data=services.render_context(contact)).content
+        assert content["content_sid"] == WA_BY_LOCALE[variant]["content_sid"]
+        assert (content["language"], content["provider_status"]) == (language, "approved")
+
+
+def test_the_whatsapp_approval_checked_is_that_of_the_locale_that_renders(db):
+    template = approved_template("wa-pt-pending", "whatsapp", locales=("en", "pt"), content_by_locale={
+        "en": WA_BY_LOCALE["en"], "pt": {**WA_BY_LOCALE["pt"], "provider_status": "pending"}})
+    assert template.live_version.variants.get(locale="pt").wa_provider_status == "pending"
+    portuguese, english = ContactFactory(locale="pt"), ContactFactory(locale="en")
+    with pytest.raises(services.RenderError) as error:
+        services.render_for_send(template_key="wa-pt-pending", contact=portuguese,
+                                 data=services.render_context(portuguese))
+    assert error.value.reason == RenderFailure.WHATSAPP_NOT_APPROVED
+    assert "(pt) is pending" in error.value.detail
+    english = services.render_for_send(template_key="wa-pt-pending", contact=english,
+                                       data=services.render_context(english))
+    assert english.content["content_sid"] == WA_BY_LOCALE["en"]["content_sid"]
+
+
+def test_a_whatsapp_content_sid_without_a_template_name_still_needs_provider_approval(db):
+    content = {"content_sid": "HXonly00000000000000000000000000000", "body": "Hi", "provider_status": "rejected"}
+    approved_template("wa-sid-only", "whatsapp", content=content)
+    with pytest.raises(services.RenderError) as error:
+        services.render_for_send(template_key="wa-sid-only", contact=ContactFactory(), data={})
+    assert error.value.reason == RenderFailure.WHATSAPP_NOT_APPROVED
+    assert "'HXonly" in error.value.detail
