@@ -309,6 +309,15 @@ JOURNEYS_ARBITRATION_WINDOW_MINUTES = env_int("JOURNEYS_ARBITRATION_WINDOW_MINUT
 JOURNEYS_WEBHOOK_SECRET = env_str("JOURNEYS_WEBHOOK_SECRET", SECRET_KEY)
 JOURNEYS_WEBHOOK_TIMEOUT = env_int("JOURNEYS_WEBHOOK_TIMEOUT", 10)
 JOURNEYS_WEBHOOK_MAX_ATTEMPTS = env_int("JOURNEYS_WEBHOOK_MAX_ATTEMPTS", 5)
+# A webhook call claimed ("sending") this long ago by a worker that vanished is tried again by the tick.
+JOURNEYS_WEBHOOK_STALE_SECONDS = env_int("JOURNEYS_WEBHOOK_STALE_SECONDS", 300)
+# A step that raises parks its enrollment: retried after this, doubling per failure, capped.
+JOURNEYS_FAILURE_BACKOFF_SECONDS = env_int("JOURNEYS_FAILURE_BACKOFF_SECONDS", 60)
+JOURNEYS_FAILURE_BACKOFF_MAX_SECONDS = env_int("JOURNEYS_FAILURE_BACKOFF_MAX_SECONDS", 6 * 3600)
+# A deferred message of a paused journey is looked at again this often (it goes out soon after resume).
+JOURNEYS_PAUSED_RECHECK_MINUTES = env_int("JOURNEYS_PAUSED_RECHECK_MINUTES", 5)
+# API keys (by name, or name prefix ending in "*") allowed to import journeys; empty: none (403).
+JOURNEYS_API_IMPORT_KEYS = env_list("JOURNEYS_API_IMPORT_KEYS", [])
 
 # --- support app ---
 # Cases opened with no team (API, replies) go to this team's queue; empty: unassigned.

@@ -437,14 +437,15 @@ class ExitForm(BaseDialogForm):
 
 @admin.register(Enrollment)
 class EnrollmentAdmin(ModelAdmin):
-    list_display = ["id", "journey", "contact", "status", "is_control", "current_step", "next_run_at", "entered_at"]
+    list_display = ["id", "journey", "contact", "status", "is_control", "current_step", "next_run_at", "failures",
+                    "entered_at"]
     list_filter = ["status", "is_control", "journey"]
     search_fields = ["=contact__external_id"]
     list_select_related = ["journey", "contact"]
     show_full_result_count = False
-    readonly_fields = ["journey", "version", "contact", "status", "is_control", "trigger_event", "context",
-                       "current_step", "step_started_at", "wait_target", "visits", "next_run_at", "entered_at",
-                       "ended_at", "end_reason", "messages"]
+    readonly_fields = ["journey", "version", "contact", "scope_key", "status", "is_control", "trigger_event",
+                       "context", "current_step", "step_started_at", "wait_target", "visits", "next_run_at",
+                       "failures", "entered_at", "ended_at", "end_reason", "messages"]
     inlines = [ExecutionInline]
     actions_detail = ["exit_enrollment"]
 
@@ -538,5 +539,5 @@ class TaskAdmin(ModelAdmin):
 
 @admin.register(WebhookCall)
 class WebhookCallAdmin(ReadOnlyMixin, ModelAdmin):
-    list_display = ["created_at", "url", "status", "attempts", "response_status", "last_error"]
+    list_display = ["created_at", "url", "status", "attempts", "next_attempt_at", "response_status", "last_error"]
     list_filter = ["status"]

@@ -109,9 +109,36 @@ class JourneyImportedSerializer(serializers.Serializer):
     version_status = serializers.CharField(allow_null=True)
 
 
+# Journeys the support app owns (case escalation policies): edited through support, never by import.
+PROTECTED_PREFIXES = ("support-escalation-",)
+
+
+def key_may_manage_journeys(api_key) -> bool:
+    """Only API keys named in JOURNEYS_API_IMPORT_KEYS (exact name, or a
+    prefix ending in "*") may export or import journeys; by default none."""
+    name = getattr(api_key, "name", "") or ""
+    for allowed in settings.JOURNEYS_API_IMPORT_KEYS:
+        if allowed.endswith("*") and allowed[:-1] and name.startswith(allowed[:-1]):
+            return True
+        if name and name == allowed:
+            return True
+    return False
+
+
+def _forbidden(detail: str) -> Response:
+    return Response({"type": "client_error", "errors": [{"code": "permission_denied", "detail": detail,
+                                                         "attr": None}]}, status=status.HTTP_403_FORBIDDEN)
+
+
+_NOT_ALLOWED = "this API key may not export or import journeys (JOURNEYS_API_IMPORT_KEYS)"
+
+
 class JourneyExportView(APIView):
-    @extend_schema(responses={200: JourneyYamlSerializer}, operation_id="journeys_export")
+    @extend_schema(responses={200: JourneyYamlSerializer, 403: OpenApiResponse(description="Key not allowed")},
+                   operation_id="journeys_export")
     def get(self, request, key: str):
+        if not key_may_manage_journeys(request.auth):
+            return _forbidden(_NOT_ALLOWED)
         journey = get_object_or_404(Journey.objects.select_related("live_version"), key=key)
         return Response({"yaml": as_code.export_yaml(journey), "publish": False})
 
@@ -119,15 +146,23 @@ class JourneyExportView(APIView):
 class JourneyImportView(APIView):
     @extend_schema(
         request=JourneyYamlSerializer,
-        responses={200: JourneyImportedSerializer, 201: JourneyImportedSerializer},
+        responses={200: JourneyImportedSerializer, 201: JourneyImportedSerializer,
+                   403: OpenApiResponse(description="Key not allowed, or a journey support owns")},
         operation_id="journeys_import",
         description="Create or update a journey's draft from YAML (journeys as code). Every problem is "
         "reported with its location (`attr`), and nothing is written unless there is none. `publish` freezes "
-        "the draft as a version, which may wait for a compliance reviewer.",
+        "the draft as a version, which may wait for a compliance reviewer. Only keys listed in "
+        "JOURNEYS_API_IMPORT_KEYS may call it, and never for `support-escalation-*` journeys.",
     )
     def post(self, request):
+        if not key_may_manage_journeys(request.auth):
+            return _forbidden(_NOT_ALLOWED)
         serializer = JourneyYamlSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        document, _ = as_code.parse(serializer.validated_data["yaml"])
+        journey_key = str(document.get("key", "")) if isinstance(document, dict) else ""
+        if journey_key.startswith(PROTECTED_PREFIXES):
+            return _forbidden("support escalation journeys are managed in support, not imported")
         try:
             result = as_code.import_yaml(
                 text=serializer.validated_data["yaml"], actor=request.auth, publish=serializer.validated_data["publish"]

@@ -17,13 +17,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db.models.functions import Coalesce
 
 from consent.models import MessageClass
 from consent.policy import Decision, Outcome
-from journeys.models import CapRule, Enrollment, EnrollmentStatus, JourneyVersion
+from journeys.models import CapRule, Enrollment, EnrollmentStatus, JourneyStatus, JourneyVersion
 
 CAP_REASON = "frequency_cap"
 ARBITRATION_REASON = "arbitration"
+PAUSED_REASON = "journey_paused"
+ARCHIVED_REASON = "journey_archived"
 # What counts against a cap: messages on their way or gone, not ones held back.
 COUNTED = ("queued", "sending", "sent", "delivered", "failed", "bounced", "undelivered")
 
@@ -34,6 +37,7 @@ class VersionPolicy:
     priority: int
     on_cap: str
     on_conflict: str
+    journey_status: str = JourneyStatus.ACTIVE
 
 
 @dataclass
@@ -58,14 +62,26 @@ def arbitration_window() -> dt.timedelta:
 
 
 def _message_rows(contact_ids: Iterable[int], since: dt.datetime) -> Iterator[dict]:
+    """Messages counted at the moment they went (or will go) out, not when
+    they were created: sent_at once handed to a provider, else the end of
+    their deferral (deliver_after: a message deferred Monday and released
+    Tuesday is Tuesday's), else created_at. channels keeps no "queued at"
+    column, so a queued message released from a deferral counts at
+    deliver_after, the instant it became due."""
     from channels.models import OutboundMessage
 
     return (
-        OutboundMessage.objects.filter(contact_id__in=list(contact_ids), created_at__gte=since, status__in=COUNTED)
-        .order_by("created_at")
-        .values("contact_id", "channel", "message_class", "created_at", "origin_journey_version_id")
+        OutboundMessage.objects.filter(contact_id__in=list(contact_ids), status__in=COUNTED)
+        .annotate(counted_at=Coalesce("sent_at", "deliver_after", "created_at"))
+        .filter(counted_at__gte=since)
+        .order_by("counted_at")
+        .values("contact_id", "channel", "message_class", "counted_at", "origin_journey_version_id")
         .iterator()
     )
+
+
+def counted_at(message) -> dt.datetime:
+    return message.sent_at or message.deliver_after or message.created_at
 
 
 def _pending_rows(contact_ids: Iterable[int], until: dt.datetime) -> Iterator[dict]:
@@ -104,7 +120,7 @@ def note_sent(contact_id: int, messages: Iterable) -> None:
         if message.status in COUNTED:
             cache.messages[contact_id].append(
                 {"contact_id": contact_id, "channel": message.channel, "message_class": message.message_class,
-                 "created_at": message.created_at, "origin_journey_version_id": message.origin_journey_version_id}
+                 "counted_at": counted_at(message), "origin_journey_version_id": message.origin_journey_version_id}
             )
     cache.pending[contact_id] = [p for p in cache.pending.get(contact_id, []) if p["pk"] != _enrollment_of(messages)]
 
@@ -135,7 +151,7 @@ def version_policy(version_id: int | None) -> VersionPolicy | None:
         return cache.policies[version_id]
     row = (
         JourneyVersion.objects.filter(pk=version_id)
-        .values("journey_id", "journey__priority", "definition")
+        .values("journey_id", "journey__priority", "journey__status", "definition")
         .first()
     )
     if row is None:
@@ -143,6 +159,7 @@ def version_policy(version_id: int | None) -> VersionPolicy | None:
     policy = VersionPolicy(
         journey_id=row["journey_id"], priority=row["journey__priority"],
         on_cap=row["definition"].get("on_cap", "defer"), on_conflict=row["definition"].get("on_conflict", "defer"),
+        journey_status=row["journey__status"],
     )
     if cache is not None:
         cache.policies[version_id] = policy
@@ -171,7 +188,7 @@ def frequency_cap_guard(*, contact, channel: str, message_class: str, origin, no
         since = now - dt.timedelta(hours=rule.window_hours)
         counted = [
             m for m in recent
-            if m["created_at"] > since
+            if m["counted_at"] > since
             and m["message_class"] != MessageClass.TRANSACTIONAL
             and (not rule.channel or m["channel"] == rule.channel)
             and (not rule.message_class or m["message_class"] == rule.message_class)
@@ -179,7 +196,7 @@ def frequency_cap_guard(*, contact, channel: str, message_class: str, origin, no
         if len(counted) < rule.max_messages:
             continue
         # The window frees a slot when the oldest message that keeps it full leaves it.
-        freeing = sorted(m["created_at"] for m in counted)[len(counted) - rule.max_messages]
+        freeing = sorted(m["counted_at"] for m in counted)[len(counted) - rule.max_messages]
         until = freeing + dt.timedelta(hours=rule.window_hours)
         policy = version_policy(origin.journey_version_id)
         detail = f"cap {rule.name!r}: {len(counted)} of {rule.max_messages} in {rule.window_hours}h"
@@ -203,10 +220,10 @@ def arbitration_guard(*, contact, channel: str, message_class: str, origin, now:
         theirs = version_policy(message["origin_journey_version_id"])
         if (
             theirs is not None and theirs.journey_id != mine.journey_id and theirs.priority > mine.priority
-            and message["created_at"] > now - window
+            and message["counted_at"] > now - window
         ):
             detail = f"journey {theirs.journey_id} (priority {theirs.priority}) messaged within {window}"
-            return _hold(mine.on_conflict, ARBITRATION_REASON, message["created_at"] + window, detail)
+            return _hold(mine.on_conflict, ARBITRATION_REASON, message["counted_at"] + window, detail)
     for pending in _pending(contact.pk, now):
         if pending["journey_id"] != mine.journey_id and pending["journey__priority"] > mine.priority:
             detail = f"journey {pending['journey_id']} (priority {pending['journey__priority']}) sends first"
@@ -222,9 +239,30 @@ def _pending(contact_id: int, now: dt.datetime) -> list[dict]:
     return list(_pending_rows([contact_id], now + arbitration_window()))
 
 
+# --- Paused and archived journeys ------------------------------------------------------
+
+
+def journey_state_guard(*, contact, channel: str, message_class: str, origin, now: dt.datetime) -> Decision | None:
+    """A journey's messages go out only while it is active: a paused journey's
+    deferred or queued messages wait (looked at again every few minutes, so
+    they go soon after resume); an archived journey's are dropped. Also asked
+    at delivery, so a message queued before the pause waits too."""
+    if origin.kind != "journey":
+        return None
+    mine = version_policy(origin.journey_version_id)
+    if mine is None or mine.journey_status == JourneyStatus.ACTIVE:
+        return None
+    if mine.journey_status == JourneyStatus.ARCHIVED:
+        return Decision(Outcome.SUPPRESS, ARCHIVED_REASON, detail=f"journey {mine.journey_id} is archived")
+    until = now + dt.timedelta(minutes=settings.JOURNEYS_PAUSED_RECHECK_MINUTES)
+    detail = f"journey {mine.journey_id} is {mine.journey_status}"
+    return Decision(Outcome.DEFER, PAUSED_REASON, until=until, detail=detail)
+
+
 def register() -> None:
     from channels.services import register_send_guard
 
+    register_send_guard("journeys.journey_state", journey_state_guard, at_delivery=True)
     register_send_guard("journeys.frequency_cap", frequency_cap_guard)
     register_send_guard("journeys.arbitration", arbitration_guard)
 

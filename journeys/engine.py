@@ -9,6 +9,7 @@ without coordination and without processing a row twice. Both take `now`, so
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -18,7 +19,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Case, Value, When
 
 from consent import policy
 from journeys import caps
@@ -29,6 +31,7 @@ from journeys.models import (
     EnrollmentStatus,
     Event,
     StepExecution,
+    StepOutcome,
 )
 from journeys.steps import HANDLERS, StepResult, exit_hit
 
@@ -36,8 +39,13 @@ logger = logging.getLogger(__name__)
 
 ENROLLMENT_FIELDS = [
     "status", "current_step", "current_step_type", "step_started_at", "wait_target", "visits", "next_run_at",
-    "ended_at", "end_reason", "context", "send_pending",
+    "ended_at", "end_reason", "context", "send_pending", "failures",
 ]
+# Ending an enrollment this way stops its earlier steps' messages still waiting in the outbox.
+STOPPING = (EnrollmentStatus.EXITED, EnrollmentStatus.CONVERTED)
+STOP_REASON = "journey ended: exit or goal"
+# Steps that write nothing to the database: a failure in them needs no savepoint to undo.
+PURE_STEPS = {"wait", "wait_until", "wait_for_event", "branch", "split", "exit"}
 
 
 @dataclass
@@ -49,6 +57,10 @@ class Batch:
     outcomes: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
     facts: policy.GateFacts | None = None
     executions: list[StepExecution] = field(default_factory=list)
+    # Enrollments this batch ended as exited or converted: their waiting messages are cancelled.
+    stopped: list[int] = field(default_factory=list)
+    # The savepoint of the enrollment being run, taken before its first step that writes.
+    savepoint: str | None = None
 
     def events_for(self, contact_id: int, names: set[str], since: dt.datetime) -> list[dict]:
         return [e for e in self.events.get(contact_id, []) if e["name"] in names and e["occurred_at"] >= since]
@@ -128,27 +140,89 @@ def run_batch(enrollments: list[Enrollment], batch: Batch) -> None:
     ordered = sorted(enrollments, key=lambda e: (-e.journey.priority, e.next_run_at, e.pk))
     with caps.tick_cache([e.contact_id for e in ordered], batch.now):
         for enrollment in ordered:
-            run_enrollment(enrollment, batch)
+            run_isolated(enrollment, batch)
     save_enrollments(enrollments)
     # A second execution of the same (enrollment, step, visit) violates the
     # unique constraint and rolls the whole batch back: never a double effect.
     StepExecution.objects.bulk_create(batch.executions)
+    if batch.stopped:
+        from channels.services import messages_cancel
+
+        # One cancel for the batch: earlier steps' deferred or queued messages must not go out.
+        messages_cancel(queryset_filter={"origin_enrollment_id__in": batch.stopped}, reason=STOP_REASON,
+                        now=batch.now)
+
+
+def run_isolated(enrollment: Enrollment, batch: Batch) -> None:
+    """Run one enrollment so that a step that raises costs only this
+    enrollment: it is parked with a backoff and a FAILED step execution says
+    why, while the rest of the batch commits (a batch that always rolls back
+    would be reclaimed forever). Steps that write (send, task, webhook,
+    update attribute) run inside a savepoint taken just before the first of
+    them, which the failure rolls back; steps that only compute need none,
+    so a batch of waits costs no extra queries."""
+    before = {name: copy.copy(getattr(enrollment, name)) for name in ENROLLMENT_FIELDS}
+    executions, stopped = len(batch.executions), len(batch.stopped)
+    batch.savepoint = None
+    try:
+        run_enrollment(enrollment, batch)
+    except Exception as error:
+        if batch.savepoint is not None:
+            transaction.savepoint_rollback(batch.savepoint)
+        elif isinstance(error, DatabaseError):
+            raise  # the transaction is broken and no savepoint holds it: the batch rolls back
+        failing_step = enrollment.current_step
+        logger.exception("journeys: enrollment %s failed at step %r", enrollment.pk, failing_step)
+        for name, value in before.items():
+            setattr(enrollment, name, value)
+        del batch.executions[executions:]
+        del batch.stopped[stopped:]
+        park(enrollment, failing_step, error, batch)
+    else:
+        if batch.savepoint is not None:
+            transaction.savepoint_commit(batch.savepoint)
+        enrollment.failures = 0
+    finally:
+        batch.savepoint = None
+
+
+def park(enrollment: Enrollment, failing_step: str, error: Exception, batch: Batch) -> None:
+    """Back off (doubling, capped) and record the failure. The failure takes
+    the current visit of the step the enrollment rests on, and the retry is a
+    new visit, so the (enrollment, step, visit) constraint keeps both."""
+    enrollment.failures += 1
+    delay = min(settings.JOURNEYS_FAILURE_BACKOFF_SECONDS * 2 ** (enrollment.failures - 1),
+                settings.JOURNEYS_FAILURE_BACKOFF_MAX_SECONDS)
+    enrollment.next_run_at = batch.now + dt.timedelta(seconds=delay)
+    key = enrollment.current_step or failing_step or "(start)"
+    visit = enrollment.visits.get(key, 1)
+    batch.executions.append(StepExecution(
+        enrollment=enrollment, step_key=key, step_type=enrollment.current_step_type, visit=visit,
+        idempotency_key=f"{enrollment.pk}:{key}:{visit}", outcome=StepOutcome.FAILED, reason="error",
+        detail={"error": f"{type(error).__name__}: {error}"[:1000], "failing_step": failing_step,
+                "failures": enrollment.failures, "retry_at": enrollment.next_run_at.isoformat()},
+        executed_at=batch.now,
+    ))
+    enrollment.visits = {**enrollment.visits, key: visit + 1}
 
 
 # Column casts for the one-statement batch update on PostgreSQL.
 _PG_TYPES = {
     "status": "text", "current_step": "text", "current_step_type": "text", "step_started_at": "timestamptz",
     "wait_target": "timestamptz", "visits": "jsonb", "next_run_at": "timestamptz", "ended_at": "timestamptz",
-    "end_reason": "text", "context": "jsonb", "send_pending": "boolean",
+    "end_reason": "text", "context": "jsonb", "send_pending": "boolean", "failures": "smallint",
 }
 
 
 def save_enrollments(enrollments: list[Enrollment]) -> None:
     """Write the batch's enrollments back in one UPDATE ... FROM (VALUES ...):
     Django's bulk_update builds a CASE per row and field, which measured
-    ~90% of a tick's time at 500 rows."""
+    ~90% of a tick's time at 500 rows. Only rows still active are written:
+    one a hook ended during the tick (same transaction) stays ended."""
     if connection.vendor != "postgresql":
-        Enrollment.objects.bulk_update(enrollments, ENROLLMENT_FIELDS)
+        active = set(Enrollment.objects.filter(pk__in=[e.pk for e in enrollments], status=EnrollmentStatus.ACTIVE)
+                     .values_list("pk", flat=True))
+        Enrollment.objects.bulk_update([e for e in enrollments if e.pk in active], ENROLLMENT_FIELDS)
         return
     ops = connection.ops
     row = "(%s::bigint, " + ", ".join(f"%s::{_PG_TYPES[f]}" for f in ENROLLMENT_FIELDS) + ")"
@@ -167,7 +241,11 @@ def save_enrollments(enrollments: list[Enrollment]) -> None:
     columns = ", ".join(ops.quote_name(f) for f in ["id", *ENROLLMENT_FIELDS])
     values = ", ".join([row] * len(enrollments))
     # Every name is ours and every value a parameter.
-    sql = f"UPDATE {table} AS e SET {assignments} FROM (VALUES {values}) AS v({columns}) WHERE e.id = v.id"  # noqa: S608
+    sql = (
+        f"UPDATE {table} AS e SET {assignments} FROM (VALUES {values}) AS v({columns}) "  # noqa: S608
+        f"WHERE e.id = v.id AND e.status = %s"
+    )
+    params.append(EnrollmentStatus.ACTIVE.value)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
@@ -180,6 +258,7 @@ def run_enrollment(enrollment: Enrollment, batch: Batch) -> None:
         if hit is not None:
             status, reason = hit
             end(enrollment, status, reason, batch.now)
+            batch.stopped.append(enrollment.pk)
             return
         if not enrollment.current_step:
             move_to(enrollment, first_step(definition), steps, batch.now)
@@ -187,6 +266,8 @@ def run_enrollment(enrollment: Enrollment, batch: Batch) -> None:
             end(enrollment, EnrollmentStatus.COMPLETED, "reached the end", batch.now)
             return
         step = steps[enrollment.current_step]
+        if step["type"] not in PURE_STEPS and batch.savepoint is None:
+            batch.savepoint = transaction.savepoint()
         result = HANDLERS[step["type"]](enrollment, step, batch)
         if result.wait_until is not None:
             enrollment.next_run_at = result.wait_until
@@ -195,6 +276,8 @@ def run_enrollment(enrollment: Enrollment, batch: Batch) -> None:
         record(enrollment, step, result, batch)
         if result.end_status:
             end(enrollment, result.end_status, result.end_reason, batch.now)
+            if result.end_status in STOPPING:
+                batch.stopped.append(enrollment.pk)
             return
         move_to(enrollment, result.next_step, steps, batch.now)
     # A long run of instant steps: carry on at the next tick rather than hog this one.
@@ -252,20 +335,39 @@ def enrollments_end(*, enrollment_ids: list[int], status: str, reason: str, now:
     """End open enrollments (conditional update: a row a tick holds is waited
     for, one already ended is left alone) and cancel their messages not yet
     handed to a provider. Returns the ids actually ended."""
+    return enrollments_end_many(endings={pk: (status, reason) for pk in enrollment_ids}, now=now, cancel_reason=reason)
+
+
+def enrollments_end_many(
+    *, endings: dict[int, tuple[str, str]], now: dt.datetime, also_cancel: list[int] | tuple = (),
+    cancel_reason: str = STOP_REASON,
+) -> list[int]:
+    """End many open enrollments, each with its own (status, reason), in one
+    UPDATE, and cancel the waiting messages of those ended plus `also_cancel`
+    (already ended ones) in one messages_cancel. Returns the ids ended."""
     from channels.services import messages_cancel
 
-    if not enrollment_ids:
-        return []
+    ended: list[int] = []
     with transaction.atomic():
-        ended = list(
-            Enrollment.objects.select_for_update()
-            .filter(pk__in=enrollment_ids, status__in=OPEN_ENROLLMENT)
-            .values_list("pk", flat=True)
-        )
-        Enrollment.objects.filter(pk__in=ended).update(
-            status=status, end_reason=reason[:200], ended_at=now, next_run_at=None, current_step_type=""
-        )
+        if endings:
+            ended = list(
+                Enrollment.objects.select_for_update()
+                .filter(pk__in=list(endings), status__in=OPEN_ENROLLMENT)
+                .values_list("pk", flat=True)
+            )
         if ended:
-            messages_cancel(queryset_filter={"origin_enrollment_id__in": ended}, reason=reason, now=now)
+            by_status: dict[str, list[int]] = defaultdict(list)
+            by_reason: dict[str, list[int]] = defaultdict(list)
+            for pk in ended:
+                status, reason = endings[pk]
+                by_status[status].append(pk)
+                by_reason[reason[:200]].append(pk)
+            Enrollment.objects.filter(pk__in=ended).update(
+                status=Case(*[When(pk__in=ids, then=Value(status)) for status, ids in by_status.items()]),
+                end_reason=Case(*[When(pk__in=ids, then=Value(reason)) for reason, ids in by_reason.items()]),
+                ended_at=now, next_run_at=None, current_step_type="", send_pending=False,
+            )
+        cancel = sorted({*ended, *also_cancel})
+        if cancel:
+            messages_cancel(queryset_filter={"origin_enrollment_id__in": cancel}, reason=cancel_reason, now=now)
     return ended
-

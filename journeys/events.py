@@ -19,7 +19,7 @@ from consent.models import Contact
 from consent.services import Actor, actor_label, contact_upsert
 from journeys.conditions import all_hold
 from journeys.definition import first_step, parse_duration, steps_by_key
-from journeys.engine import enrollments_end
+from journeys.engine import enrollments_end_many
 from journeys.models import (
     OPEN_ENROLLMENT,
     Enrollment,
@@ -34,6 +34,7 @@ from journeys.models import (
 CONTACT_DATA_FIELDS = ("email", "phone", "whatsapp_id", "timezone", "locale", "lifecycle_stage")
 # Messages of enrollments completed this recently can still be stopped by an exit or goal event.
 RECENTLY_COMPLETED = dt.timedelta(days=7)
+ENDED_WITH_MESSAGES = (EnrollmentStatus.COMPLETED, EnrollmentStatus.EXITED, EnrollmentStatus.CONVERTED)
 
 
 @dataclass(frozen=True)
@@ -174,54 +175,57 @@ def apply_events(events: list[Event], now: dt.datetime) -> None:
     _apply_triggers(events, now)
 
 
+def scope_matches(scope_key: str, properties: dict) -> bool:
+    """An event naming a `scope_key` (e.g. "case:42") ends only the enrollment
+    with that scope; an event naming none, or an unscoped enrollment, as before."""
+    named = properties.get("scope_key") if isinstance(properties, dict) else None
+    return not scope_key or not named or str(named) == scope_key
+
+
 def _apply_exits(events: list[Event], open_rows: list[Enrollment], now: dt.datetime) -> set[int]:
     """Exit and goal events end open enrollments that entered at or before
-    the event happened; an older event (arriving late) does not."""
+    the event happened; an older event (arriving late) does not. The whole
+    batch is one UPDATE and one messages_cancel."""
     by_contact: dict[int, list[Enrollment]] = defaultdict(list)
     for enrollment in open_rows:
         by_contact[enrollment.contact_id].append(enrollment)
-    endings: dict[tuple[str, str], list[int]] = defaultdict(list)
-    done: set[int] = set()
+    endings: dict[int, tuple[str, str]] = {}
     for event in events:
         for enrollment in by_contact.get(event.contact_id, []):
             definition = enrollment.version.definition
-            if enrollment.pk in done or event.occurred_at < enrollment.entered_at:
+            if enrollment.pk in endings or event.occurred_at < enrollment.entered_at:
+                continue
+            if not scope_matches(enrollment.scope_key, event.properties):
                 continue
             if event.name in definition.get("goal_events", []):
-                endings[(EnrollmentStatus.CONVERTED, f"goal {event.name} (event {event.pk})")].append(enrollment.pk)
+                endings[enrollment.pk] = (EnrollmentStatus.CONVERTED, f"goal {event.name} (event {event.pk})")
             elif event.name in definition.get("exit_events", []):
-                endings[(EnrollmentStatus.EXITED, f"exit {event.name} (event {event.pk})")].append(enrollment.pk)
-            else:
-                continue
-            done.add(enrollment.pk)
-    ended: set[int] = set()
-    for (status, reason), ids in endings.items():
-        ended |= set(enrollments_end(enrollment_ids=ids, status=status, reason=reason, now=now))
-    _cancel_after_completion(events, now)
-    return ended
+                endings[enrollment.pk] = (EnrollmentStatus.EXITED, f"exit {event.name} (event {event.pk})")
+    # Every enrollment the events apply to has its waiting messages cancelled, also one a tick
+    # completed while we waited for its row lock (it was open when read, ended when locked).
+    ended = enrollments_end_many(endings=endings, now=now, also_cancel=[*endings, *_ended_with_messages(events, now)])
+    return set(ended)
 
 
-def _cancel_after_completion(events: list[Event], now: dt.datetime) -> None:
-    """An enrollment that completed with its last message still waiting in
-    the outbox (deferred by quiet hours, say): an exit or goal event still
-    stops that message."""
-    from channels.services import messages_cancel
-
+def _ended_with_messages(events: list[Event], now: dt.datetime) -> list[int]:
+    """Enrollments that already ended (completed with their last message
+    still waiting in the outbox, deferred by quiet hours, say; or exited or
+    converted by a tick): an exit or goal event still stops those messages."""
     recent = Enrollment.objects.filter(
-        contact_id__in={e.contact_id for e in events}, status=EnrollmentStatus.COMPLETED,
+        contact_id__in={e.contact_id for e in events}, status__in=ENDED_WITH_MESSAGES,
         ended_at__gte=now - RECENTLY_COMPLETED,
-    ).select_related("version")
-    cancel: dict[str, list[int]] = defaultdict(list)
+    ).only("pk", "contact_id", "entered_at", "scope_key", "version__definition").select_related("version")
+    cancel: list[int] = []
     for enrollment in recent:
         definition = enrollment.version.definition
         ends = set(definition.get("exit_events", [])) | set(definition.get("goal_events", []))
         for event in events:
             if event.contact_id == enrollment.contact_id and event.name in ends \
-                    and event.occurred_at >= enrollment.entered_at:
-                cancel[f"{event.name} (event {event.pk}) after completion"].append(enrollment.pk)
+                    and event.occurred_at >= enrollment.entered_at \
+                    and scope_matches(enrollment.scope_key, event.properties):
+                cancel.append(enrollment.pk)
                 break
-    for reason, ids in cancel.items():
-        messages_cancel(queryset_filter={"origin_enrollment_id__in": ids}, reason=reason, now=now)
+    return cancel
 
 
 def _wake_waits(events: list[Event], open_rows: list[Enrollment], now: dt.datetime) -> None:
@@ -253,6 +257,8 @@ class Candidate:
     entered_at: dt.datetime
     event: Event | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    # One open enrollment per journey, contact and scope: "case:42" lets a contact's second case have its own.
+    scope_key: str = ""
 
 
 def _apply_triggers(events: list[Event], now: dt.datetime) -> None:
@@ -292,7 +298,7 @@ def enroll(candidates: list[Candidate], now: dt.datetime) -> list[Enrollment]:
         if outcome != EntryOutcome.ENTERED:
             decisions.append(_decision(candidate.journey, candidate.contact, candidate.event, outcome, detail, now))
             continue
-        history[(candidate.journey.pk, candidate.contact.pk)].append(
+        history[(candidate.journey.pk, candidate.contact.pk, candidate.scope_key)].append(
             {"status": EnrollmentStatus.ACTIVE, "entered_at": candidate.entered_at}
         )
         to_create.append(_new_enrollment(candidate, now))
@@ -301,7 +307,7 @@ def enroll(candidates: list[Candidate], now: dt.datetime) -> list[Enrollment]:
     Enrollment.objects.bulk_create(to_create, ignore_conflicts=True)
     created = _created(to_create)
     for enrollment in to_create:
-        key = (enrollment.journey_id, enrollment.contact_id, enrollment.trigger_event_id)
+        key = (enrollment.journey_id, enrollment.contact_id, enrollment.scope_key, enrollment.trigger_event_id)
         outcome = EntryOutcome.ENTERED if key in created else EntryOutcome.ALREADY_ENROLLED
         detail = "control group (holdout)" if enrollment.is_control and key in created else ""
         decisions.append(
@@ -311,13 +317,14 @@ def enroll(candidates: list[Candidate], now: dt.datetime) -> list[Enrollment]:
     return list(created.values())
 
 
-def _history(contact_ids: set[int], journey_ids: set[int]) -> dict[tuple[int, int], list[dict]]:
-    history: dict[tuple[int, int], list[dict]] = defaultdict(list)
+def _history(contact_ids: set[int], journey_ids: set[int]) -> dict[tuple[int, int, str], list[dict]]:
+    """Past enrollments per (journey, contact, scope): re-entry rules apply within a scope."""
+    history: dict[tuple[int, int, str], list[dict]] = defaultdict(list)
     rows = Enrollment.objects.filter(contact_id__in=contact_ids, journey_id__in=journey_ids).values(
-        "journey_id", "contact_id", "status", "entered_at"
+        "journey_id", "contact_id", "scope_key", "status", "entered_at"
     )
     for row in rows:
-        history[(row["journey_id"], row["contact_id"])].append(row)
+        history[(row["journey_id"], row["contact_id"], row["scope_key"])].append(row)
     return history
 
 
@@ -340,7 +347,7 @@ def _exit_events(
 
 def _entry_rule(candidate: Candidate, history: dict, exits: dict) -> tuple[str, str]:
     definition = candidate.journey.live_version.definition
-    past = history.get((candidate.journey.pk, candidate.contact.pk), [])
+    past = history.get((candidate.journey.pk, candidate.contact.pk, candidate.scope_key), [])
     if any(row["status"] in OPEN_ENROLLMENT for row in past):
         return EntryOutcome.ALREADY_ENROLLED, "an enrollment in this journey is still open"
     reentry = definition.get("reentry", "once")
@@ -381,6 +388,7 @@ def _new_enrollment(candidate: Candidate, now: dt.datetime) -> Enrollment:
                               definition.get("holdout_percent", 0)),
         trigger_event=candidate.event,
         context=candidate.context,
+        scope_key=candidate.scope_key[:100],
         current_step=start,
         current_step_type=steps_by_key(definition)[start]["type"],
         send_pending=steps_by_key(definition)[start]["type"] == "send",
@@ -391,7 +399,7 @@ def _new_enrollment(candidate: Candidate, now: dt.datetime) -> Enrollment:
     )
 
 
-def _created(attempted: list[Enrollment]) -> dict[tuple[int, int, int | None], Enrollment]:
+def _created(attempted: list[Enrollment]) -> dict[tuple[int, int, str, int | None], Enrollment]:
     """Which of the attempted enrollments exist now (ignore_conflicts gives no ids)."""
     if not attempted:
         return {}
@@ -401,7 +409,7 @@ def _created(attempted: list[Enrollment]) -> dict[tuple[int, int, int | None], E
         created_at=attempted[0].created_at,
         status=EnrollmentStatus.ACTIVE,
     ).select_related("journey", "contact", "version")
-    return {(e.journey_id, e.contact_id, e.trigger_event_id): e for e in rows}
+    return {(e.journey_id, e.contact_id, e.scope_key, e.trigger_event_id): e for e in rows}
 
 
 def _decision(journey: Journey, contact: Contact, event: Event | None, outcome: str, detail: str, now) -> EntryDecision:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -176,20 +177,28 @@ class Enrollment(models.Model):
         default=False, help_text="The step due at next_run_at leads straight to a send (for arbitration)"
     )
     visits = models.JSONField(default=dict, blank=True, help_text="Times each step was entered")
+    failures = models.PositiveSmallIntegerField(
+        default=0, help_text="Consecutive step failures: the next try backs off (see the failed step executions)"
+    )
     next_run_at = models.DateTimeField(null=True, blank=True)
     entered_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
+    scope_key = models.CharField(
+        max_length=100, blank=True, default="",
+        help_text="What the enrollment is about beyond the contact (e.g. 'case:42'): one open enrollment per "
+        "journey, contact and scope. Empty: the contact as a whole",
+    )
 
     class Meta:
         ordering = ["-entered_at", "-id"]
         permissions = [("exit_enrollment", "Can exit an enrollment")]
         constraints = [
             models.UniqueConstraint(
-                fields=["journey", "contact"],
+                fields=["journey", "contact", "scope_key"],
                 condition=Q(status__in=OPEN_ENROLLMENT),
-                name="one_open_enrollment_per_journey",
+                name="one_open_enrollment_per_scope",
             )
         ]
         indexes = [
@@ -280,8 +289,10 @@ class CapRule(models.Model):
         max_length=16, choices=[c for c in MessageClass.choices if c[0] != MessageClass.TRANSACTIONAL],
         blank=True, default="", help_text="Empty: operational and marketing",
     )
-    max_messages = models.PositiveIntegerField()
-    window_hours = models.PositiveIntegerField(help_text="Rolling window, e.g. 168 for 7 days")
+    max_messages = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    window_hours = models.PositiveIntegerField(
+        validators=[MinValueValidator(1)], help_text="Rolling window, e.g. 168 for 7 days"
+    )
     active = models.BooleanField(default=True)
 
     history = HistoricalRecords()
@@ -321,6 +332,7 @@ class Task(models.Model):
 
 class WebhookStatus(models.TextChoices):
     PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending (claimed by a worker)"
     DELIVERED = "delivered", "Delivered"
     FAILED = "failed", "Failed after retries"
 
@@ -338,9 +350,16 @@ class WebhookCall(models.Model):
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="Pending: not before; the tick re-enqueues due calls"
+    )
+    sending_at = models.DateTimeField(null=True, blank=True, help_text="When a worker claimed it")
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="webhook_due_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.url} ({self.status})"

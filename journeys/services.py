@@ -36,7 +36,8 @@ from journeys.models import (
 )
 
 __all__ = [
-    "EventIn", "IngestResult", "JourneyError", "advance", "enrollment_exit", "enrollments_enroll", "events_ingest",
+    "EventIn", "IngestResult", "JourneyError", "advance", "enrollment_exit", "enrollment_start", "enrollments_enroll",
+    "events_ingest",
     "journey_archive", "journey_create", "journey_pause", "journey_publish", "journey_resume", "journey_update",
     "journey_version_approve", "enrollments_exit_unsubscribed", "journey_version_reject", "process_events",
     "run_until_idle", "task_complete", "template_problem",
@@ -282,6 +283,25 @@ def enrollments_enroll(
         return enroll(
             [Candidate(journey, contact, now, None, {"enrolled_by": actor_label(actor)}) for contact in contacts], now
         )
+
+
+def enrollment_start(
+    *, journey: Journey, contact: Contact, context: dict[str, Any], now: dt.datetime, scope_key: str = "",
+) -> Enrollment | None:
+    """Enroll one contact now (no trigger event), e.g. a support case's
+    escalation with scope_key="case:<id>": one open enrollment per journey,
+    contact and scope, so a contact's second case gets its own. Re-entry
+    rules apply within the scope. Runs in the caller's transaction (a
+    savepoint); returns None when the journey is not active or the rules
+    refuse (the EntryDecision says why). The next tick runs the first step."""
+    if len(scope_key) > 100:
+        raise JourneyError("scope_key is at most 100 characters")
+    journey = Journey.objects.select_related("live_version").get(pk=journey.pk)
+    if journey.status != JourneyStatus.ACTIVE or journey.live_version is None:
+        return None
+    with transaction.atomic():
+        created = enroll([Candidate(journey, contact, now, None, context, scope_key=scope_key)], now)
+    return created[0] if created else None
 
 
 def enrollments_exit_unsubscribed(*, contact_id: int, channel: str, at: dt.datetime) -> list[int]:

@@ -52,6 +52,9 @@ def exit_hit(enrollment: Enrollment, batch: Batch) -> tuple[str, str] | None:
     definition = enrollment.version.definition
     goals, exits = set(definition.get("goal_events", [])), set(definition.get("exit_events", []))
     for event in batch.events_for(enrollment.contact_id, goals | exits, enrollment.entered_at):
+        named = event["properties"].get("scope_key") if isinstance(event["properties"], dict) else None
+        if enrollment.scope_key and named and str(named) != enrollment.scope_key:
+            continue  # an event about another case (scope) of the same contact
         if event["name"] in goals:
             return EnrollmentStatus.CONVERTED, f"goal {event['name']} (event {event['id']})"
         return EnrollmentStatus.EXITED, f"exit {event['name']} (event {event['id']})"
@@ -344,7 +347,12 @@ def run_webhook(enrollment: Enrollment, step: dict, batch: Batch) -> StepResult:
         "data": step.get("payload", {}),
         "at": batch.now.isoformat(),
     }
-    call = WebhookCall.objects.create(enrollment=enrollment, url=step["url"], payload=payload, created_at=batch.now)
+    # Due a minute from now for the tick: the on-commit publish below is the first try,
+    # the tick's re-enqueue the safety net if that publish is lost.
+    from journeys.webhooks import REQUEUE_AFTER
+
+    call = WebhookCall.objects.create(enrollment=enrollment, url=step["url"], payload=payload, created_at=batch.now,
+                                      next_attempt_at=batch.now + REQUEUE_AFTER)
     from journeys.tasks import deliver_webhook
 
     # Delivered after commit, carrying the id only; a redelivered task finds it no longer pending.

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
-import urllib.error
-import urllib.request
 
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from journeys.models import WebhookCall, WebhookStatus
+from journeys.webhooks import SIGNATURE_HEADER, sign
+
+__all__ = ["SIGNATURE_HEADER", "deliver_webhook", "enqueue_due_webhooks", "process_events_task", "sign", "tick"]
 
 logger = logging.getLogger(__name__)
-SIGNATURE_HEADER = "X-Journey-Signature"
 
 
 @shared_task(name="journeys.tick", ignore_result=True)
@@ -27,7 +23,7 @@ def tick() -> dict:
     from journeys.events import process_events
 
     now = timezone.now()
-    counts = {"events": 0, "advanced": 0}
+    counts = {"events": 0, "advanced": 0, "webhooks": 0}
     for _ in range(settings.JOURNEYS_TICK_MAX_BATCHES):
         processed = process_events(now=now)
         counts["events"] += processed
@@ -38,6 +34,7 @@ def tick() -> dict:
         counts["advanced"] += advanced
         if not advanced:
             break
+    counts["webhooks"] = enqueue_due_webhooks(now)
     return counts
 
 
@@ -54,49 +51,19 @@ def process_events_task() -> int:
     return total
 
 
-def sign(body: bytes, timestamp: str) -> str:
-    """HMAC-SHA256 over "<timestamp>.<body>", hex: receivers recompute it with
-    the shared secret and reject old timestamps (replay)."""
-    secret = settings.JOURNEYS_WEBHOOK_SECRET.encode()
-    return hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+@shared_task(name="journeys.deliver_webhook", ignore_result=True)
+def deliver_webhook(call_id: int) -> str:
+    """One attempt; a retry is scheduled on the row (next_attempt_at) and
+    published by the tick, never by a Celery countdown."""
+    from journeys.webhooks import webhook_deliver
+
+    return webhook_deliver(call_id=call_id, now=timezone.now())
 
 
-@shared_task(
-    name="journeys.deliver_webhook", bind=True, ignore_result=True, max_retries=None,
-)
-def deliver_webhook(self, call_id: int) -> str:
-    call = WebhookCall.objects.filter(pk=call_id, status=WebhookStatus.PENDING).first()
-    if call is None:
-        return "not pending"
-    body = json.dumps(call.payload, sort_keys=True, default=str).encode()
-    timestamp = str(int(timezone.now().timestamp()))
-    request = urllib.request.Request(  # noqa: S310 - the URL is validated as http(s) by the journey definition
-        call.url, data=body, method="POST",
-        headers={"Content-Type": "application/json", SIGNATURE_HEADER: f"t={timestamp},v1={sign(body, timestamp)}",
-                 "X-Journey-Webhook-Id": str(call.pk)},
-    )
-    attempts = call.attempts + 1
-    try:
-        with urllib.request.urlopen(request, timeout=settings.JOURNEYS_WEBHOOK_TIMEOUT) as response:  # noqa: S310
-            status = response.status
-    except urllib.error.HTTPError as error:
-        status, problem = error.code, f"HTTP {error.code}"
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        status, problem = None, str(error)[:500]
-    else:
-        problem = ""
-    if status is not None and 200 <= status < 300:
-        WebhookCall.objects.filter(pk=call.pk, status=WebhookStatus.PENDING).update(
-            status=WebhookStatus.DELIVERED, attempts=attempts, response_status=status, delivered_at=timezone.now(),
-            last_error="",
-        )
-        return "delivered"
-    final = attempts >= settings.JOURNEYS_WEBHOOK_MAX_ATTEMPTS or (status is not None and 400 <= status < 500
-                                                                    and status not in (408, 429))
-    WebhookCall.objects.filter(pk=call.pk, status=WebhookStatus.PENDING).update(
-        attempts=attempts, response_status=status, last_error=problem,
-        status=WebhookStatus.FAILED if final else WebhookStatus.PENDING,
-    )
-    if final:
-        return "failed"
-    raise self.retry(countdown=min(2 ** attempts * 5, 600))
+def enqueue_due_webhooks(now) -> int:
+    from journeys.webhooks import webhooks_due
+
+    ids = webhooks_due(now=now)
+    for call_id in ids:
+        deliver_webhook.delay(call_id)
+    return len(ids)

@@ -211,7 +211,7 @@ class SupportCaseAdmin(ReinforcedGuardedModelAdminMixin, SimpleHistoryAdmin, Mod
             "case": case,
             "history": page,
             "consent_cells": [c for c in consent_state(case.contact) if c.state != "none"],
-            "enrollments": selectors.open_enrollments(case.contact),
+            "enrollments": selectors.open_enrollments(case.contact, case=case),
             "notes": list(CaseNote.objects.filter(case=case).select_related("author")[:50]),
             "timeline": list(CaseEvent.objects.filter(case=case).order_by("-at", "-id")[:100]),
         }

@@ -39,6 +39,9 @@ DEFAULT_STEPS = [
     (Phase.OPENED, 120, EscalationAction.ESCALATE, "", "", False),
     (Phase.RESOLVED, 1440, EscalationAction.SEND, "email", "case-followup-email", False),
 ]
+# Journey keys, not template keys: the starter journey is journeys/starter/payment-recovery.yaml.
+DEMO_RULE = {"name": "Billing case resolved stops payment reminders", "on": "resolved",
+             "category": Category.BILLING, "journey_key_prefix": "payment-recovery"}
 TEAMS = [
     # name, timezone, supervisor, agents
     ("Billing", "Europe/Lisbon", "sam_supervisor", ["ada_billing", "bruno_billing"]),
@@ -71,6 +74,17 @@ def install_default_policy(*, editor=EDITOR, reviewer=REVIEWER) -> EscalationPol
         if version.status == VersionStatus.IN_REVIEW:
             journey_version_approve(version=version, actor=reviewer, note="demo: default escalation policy")
     return policy
+
+
+def install_suppression_rule() -> int:
+    """The demo rule: resolving a billing case stops the starter payment
+    reminders (journey key `payment-recovery`) for that contact. 1 if created."""
+    rule, created = SuppressionRule.objects.get_or_create(name=DEMO_RULE["name"], defaults=DEMO_RULE)
+    if not created and rule.journey_key_prefix == "payment-failed":
+        # Earlier seeds named the template prefix, which matches no journey key.
+        rule.journey_key_prefix = DEMO_RULE["journey_key_prefix"]
+        rule.save(update_fields=["journey_key_prefix"])
+    return int(created)
 
 
 def _user(username: str, role: str, team_group: Group | None = None) -> User:
@@ -109,11 +123,7 @@ def seed() -> int:
     if not EscalationPolicy.objects.filter(name=DEFAULT_POLICY).exists():
         added += 1
     install_default_policy()
-    _, created = SuppressionRule.objects.get_or_create(
-        name="Billing case resolved stops payment reminders",
-        defaults={"on": "resolved", "category": Category.BILLING, "journey_key_prefix": "payment-failed"},
-    )
-    added += created
+    added += install_suppression_rule()
     for row in CASES:
         added += _demo_case(teams, *row)
     return added

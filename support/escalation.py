@@ -12,9 +12,12 @@ ends the enrollment and cancels its messages not yet handed to a provider."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -143,10 +146,11 @@ def expected_response(case: SupportCase) -> str:
 
 
 def escalation_start(*, case: SupportCase, now: dt.datetime, phase: str = Phase.OPENED) -> CaseEscalation | None:
-    """Enroll the case in its policy's journey for `phase`. Runs in the
-    caller's transaction; the next journeys tick executes the first step."""
-    from journeys.events import Candidate, enroll
+    """Enroll the case in its policy's journey for `phase`, scoped to the
+    case (`case:<id>`), so each of a contact's cases escalates on its own.
+    Runs in the caller's transaction; the next journeys tick runs the first step."""
     from journeys.models import Journey, JourneyStatus
+    from journeys.services import enrollment_start
 
     policy = policy_for(case)
     if policy is None or not policy.steps.filter(phase=phase).exists():
@@ -161,15 +165,38 @@ def escalation_start(*, case: SupportCase, now: dt.datetime, phase: str = Phase.
         return None
     context = {"case_id": case.pk, "case_number": case.number, "subject": case.subject, "priority": case.priority,
                "category": case.category, "expected_response": expected_response(case)}
-    created = enroll([Candidate(journey, case.contact, now, None, context)], now)
-    if not created:
+    enrollment = enrollment_start(journey=journey, contact=case.contact, context=context, now=now,
+                                  scope_key=case_scope(case))
+    if enrollment is None:
         services.event_add(case=case, kind=CaseEventKind.ESCALATION, actor=SYSTEM, now=now, new="not started",
-                           detail=f"the contact is already in {key} (another case's escalation)")
+                           detail=f"{key} refused the entry (its entry decisions say why)")
         return None
     services.event_add(case=case, kind=CaseEventKind.ESCALATION, actor=SYSTEM, now=now, new="started",
                        detail=f"policy {policy.name}, {Phase(phase).label.lower()}: journey {key}")
     return CaseEscalation.objects.create(case=case, policy=policy, phase=phase, journey_key=key,
-                                         enrollment_id=created[0].pk, started_at=now)
+                                         enrollment_id=enrollment.pk, started_at=now)
+
+
+def case_scope(case: SupportCase) -> str:
+    """The enrollment scope of a case's escalation: one open enrollment per journey, contact and case."""
+    return f"case:{case.pk}"
+
+
+def escalation_lock(*, case: SupportCase, phase: str | None = Phase.OPENED) -> list[int]:
+    """Lock the case's running escalation enrollments (one phase, or all
+    with None) before the case row. The journeys tick holds an enrollment
+    row while its step takes the case row (escalate, assign); a resolve or
+    close taking the case first and the enrollment second would deadlock
+    with it. Both sides now go enrollments, then case. Returns their ids."""
+    from journeys.models import Enrollment
+
+    runs = CaseEscalation.objects.filter(case=case, stopped_at__isnull=True, enrollment_id__isnull=False)
+    if phase is not None:
+        runs = runs.filter(phase=phase)
+    ids = list(runs.values_list("enrollment_id", flat=True))
+    if ids:
+        list(Enrollment.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    return ids
 
 
 def escalation_stop(*, case: SupportCase, reason: str, now: dt.datetime, phase: str | None = Phase.OPENED) -> int:
@@ -211,18 +238,21 @@ def on_journey_task_created(sender, instance, created: bool, **kwargs) -> None:
         with transaction.atomic():
             if match:
                 escalation_step_run(step_id=int(match.group(1)), enrollment_id=instance.enrollment_id, now=now)
-                _task_done(instance, now)
             else:
                 case_from_journey_task(task=instance, now=now)
+            # Done here: the case (or the escalation it acted on) is where a person follows up.
+            _task_done(instance, now)
     except Exception:
         # The journey Task stays open in the Journeys admin for a person to pick up.
         logger.exception("support could not act on journey task %s", instance.pk)
 
 
 def _task_done(task, now: dt.datetime) -> None:
-    from journeys.models import Task, TaskStatus
+    from journeys.services import IllegalTransition, task_complete
 
-    Task.objects.filter(pk=task.pk, status=TaskStatus.OPEN).update(status=TaskStatus.DONE, done_at=now)
+    # Already done: a person closed it first, or the hook ran twice.
+    with contextlib.suppress(IllegalTransition):
+        task_complete(task=task, actor=SYSTEM, now=now)
 
 
 def case_from_journey_task(*, task, now: dt.datetime) -> SupportCase | None:
@@ -330,19 +360,50 @@ def _suppress_journeys(case: SupportCase, rule: SuppressionRule, now: dt.datetim
     )
 
 
+@dataclass
+class _Holds:
+    """Who is on hold at one instant: contact id -> (case number, status)."""
+
+    now: dt.datetime
+    statuses: tuple[str, ...]
+    cases: dict[int, tuple[str, str]]
+
+
+# A batch (a journeys tick, a deferred-message release) passes one `now` to
+# every send, so the holds are loaded once per instant, not once per send.
+_holds: contextvars.ContextVar[_Holds | None] = contextvars.ContextVar("support_marketing_holds", default=None)
+
+
+def holds_at(now: dt.datetime) -> dict[int, tuple[str, str]]:
+    """Contacts with a case in SUPPORT_MARKETING_HOLD_STATUSES, in one query
+    per instant (the newest case names the hold)."""
+    statuses = tuple(settings.SUPPORT_MARKETING_HOLD_STATUSES)
+    cached = _holds.get()
+    if cached is not None and cached.now == now and cached.statuses == statuses:
+        return cached.cases
+    rows = (
+        SupportCase.objects.filter(status__in=statuses).order_by("opened_at", "pk")
+        .values_list("contact_id", "number", "status")
+    )
+    cases = {contact_id: (number, status) for contact_id, number, status in rows}
+    _holds.set(_Holds(now=now, statuses=statuses, cases=cases))
+    return cases
+
+
+def holds_forget(*args: Any, **kwargs: Any) -> None:
+    """A case was saved or moved: the next guard call reloads (a post_save receiver)."""
+    _holds.set(None)
+
+
 def marketing_hold_guard(*, contact, channel: str, message_class: str, origin, now: dt.datetime):
     """A channels send guard: while the contact has a case in one of
     SUPPORT_MARKETING_HOLD_STATUSES, marketing is deferred with the case as
     the reason; the gate checks again when channels releases it."""
-    statuses = settings.SUPPORT_MARKETING_HOLD_STATUSES
-    if message_class != MessageClass.MARKETING or not statuses:
+    if message_class != MessageClass.MARKETING or not settings.SUPPORT_MARKETING_HOLD_STATUSES:
         return None
-    case = (
-        SupportCase.objects.filter(contact_id=contact.pk, status__in=statuses)
-        .order_by("-opened_at").values("number", "status").first()
-    )
+    case = holds_at(now).get(contact.pk)
     if case is None:
         return None
+    number, status = case
     until = now + dt.timedelta(minutes=settings.SUPPORT_MARKETING_HOLD_RECHECK_MINUTES)
-    return gate.Decision(gate.Outcome.DEFER, HOLD_REASON, until=until,
-                         detail=f"support case {case['number']} is {case['status']}")
+    return gate.Decision(gate.Outcome.DEFER, HOLD_REASON, until=until, detail=f"support case {number} is {status}")

@@ -1,6 +1,10 @@
 """Model-level grants per role. Which cases an agent sees is decided per
 case by guardian grants (support.selectors.cases_visible_to); operators hold
-view_all_cases and edit the policies and rules."""
+view_all_cases and edit the policies and rules.
+
+Least privilege: no grant here reaches journeys' models. Agents do not
+browse enrollments or tasks across all contacts; a case page shows the
+enrollments of its contact and its own escalation, scoped by case grants."""
 
 from config.roles import AGENT, OPERATOR
 

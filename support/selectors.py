@@ -124,6 +124,17 @@ class HistoryPage:
     next_cursor: str  # "" when this is the last page
 
 
+def cases_due_for_first_response(*, now: dt.datetime, limit: int = 500) -> list[int]:
+    """Ids of active cases past their first-response due time with no
+    response and no breach recorded yet, most overdue first."""
+    return list(
+        SupportCase.objects.filter(
+            first_response_at__isnull=True, first_response_breached_at__isnull=True,
+            first_response_due_at__lte=now, status__in=ACTIVE_STATUSES,
+        ).order_by("first_response_due_at").values_list("pk", flat=True)[:limit]
+    )
+
+
 def parse_cursor(value: str) -> tuple[dt.datetime, int, int] | None:
     """A cursor is "<iso instant>|<rank>|<id>"; anything else means the first page."""
     try:
@@ -244,11 +255,13 @@ def rendered_text(message) -> str:
     return ""
 
 
-def open_enrollments(contact: Contact) -> list:
+def open_enrollments(contact: Contact, *, case: SupportCase | None = None) -> list:
+    """The contact's open journey enrollments as a case page shows them:
+    the contact's own (marketing, reminders) and this case's escalation; not
+    other cases' escalations, which another team may be working."""
     from journeys.models import OPEN_ENROLLMENT, Enrollment
 
-    return list(
-        Enrollment.objects.filter(contact=contact, status__in=OPEN_ENROLLMENT)
-        .select_related("journey", "version")
-        .order_by("-entered_at")
-    )
+    rows = Enrollment.objects.filter(contact=contact, status__in=OPEN_ENROLLMENT)
+    if case is not None:
+        rows = rows.filter(Q(scope_key="") | Q(scope_key=f"case:{case.pk}"))
+    return list(rows.select_related("journey", "version").order_by("-entered_at"))

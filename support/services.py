@@ -219,6 +219,7 @@ def case_reopen(*, case: SupportCase, actor: Any, reason: str = "", now: dt.date
 
     now = now or timezone.now()
     with transaction.atomic():
+        escalation.escalation_lock(case=case, phase=Phase.RESOLVED)  # before the case row: see escalation_lock
         was_resolved = SupportCase.objects.filter(pk=case.pk, status=CaseStatus.RESOLVED).exists()
         case = _transition(case, to=CaseStatus.OPEN, actor=actor, now=now, reason=reason, resolved_at=None)
         if was_resolved:
@@ -234,10 +235,11 @@ def case_resolve(*, case: SupportCase, actor: Any, reason: str = "", now: dt.dat
 
     now = now or timezone.now()
     with transaction.atomic():
+        escalation.escalation_lock(case=case, phase=Phase.OPENED)  # before the case row: see escalation_lock
         case = _transition(case, to=CaseStatus.RESOLVED, actor=actor, now=now, reason=reason, resolved_at=now)
         escalation.escalation_stop(case=case, reason=f"case {case.number} resolved", now=now)
         escalation.suppression_rules_apply(case=case, trigger=CaseTrigger.RESOLVED, now=now)
-        escalation.escalation_start(case=case, now=now, phase="resolved")
+        escalation.escalation_start(case=case, now=now, phase=Phase.RESOLVED)
     return case
 
 
@@ -247,6 +249,7 @@ def case_close(*, case: SupportCase, actor: Any, reason: str = "", now: dt.datet
 
     now = now or timezone.now()
     with transaction.atomic():
+        escalation.escalation_lock(case=case, phase=None)  # before the case row: see escalation_lock
         case = _transition(case, to=CaseStatus.CLOSED, actor=actor, now=now, reason=reason, closed_at=now)
         escalation.escalation_stop(case=case, reason=f"case {case.number} closed", now=now, phase=None)
         escalation.suppression_rules_apply(case=case, trigger=CaseTrigger.CLOSED, now=now)
@@ -452,27 +455,29 @@ def case_customer_replied(*, case: SupportCase, inbound_id: int, now: dt.datetim
 
 def cases_check_first_response_sla(*, now: dt.datetime | None = None, limit: int = 500) -> int:
     """Cases past their first-response due time with no response: back to
-    the team queue, and the supervisor is told. The conditional update is the
-    claim, so two checks running at once act once."""
+    the team queue, and the supervisor is told. Returns how many breached."""
     now = now or timezone.now()
-    due = list(
-        SupportCase.objects.filter(
-            first_response_at__isnull=True, first_response_breached_at__isnull=True,
-            first_response_due_at__lte=now, status__in=ACTIVE_STATUSES,
-        ).order_by("first_response_due_at").values_list("pk", flat=True)[:limit]
+    return sum(
+        case_first_response_breach(case_id=case_id, now=now)
+        for case_id in selectors.cases_due_for_first_response(now=now, limit=limit)
     )
-    handled = 0
-    for case_id in due:
-        with transaction.atomic():
-            claimed = SupportCase.objects.filter(pk=case_id, first_response_breached_at__isnull=True).update(
-                first_response_breached_at=now
-            )
-            if claimed != 1:
-                continue
-            case = SupportCase.objects.select_related("team__supervisor", "assigned_agent").get(pk=case_id)
-            _breach(case, now)
-            handled += 1
-    return handled
+
+
+def case_first_response_breach(*, case_id: int, now: dt.datetime) -> bool:
+    """Record a first-response breach if the case still has one. The
+    conditional update is the claim and repeats every condition of the scan:
+    a case answered, resolved or re-prioritised since the scan is left alone,
+    and two checks running at once act once. True when it breached."""
+    with transaction.atomic():
+        claimed = SupportCase.objects.filter(
+            pk=case_id, first_response_breached_at__isnull=True, first_response_at__isnull=True,
+            first_response_due_at__lte=now, status__in=ACTIVE_STATUSES,
+        ).update(first_response_breached_at=now)
+        if claimed != 1:
+            return False
+        case = SupportCase.objects.select_related("team__supervisor", "assigned_agent").get(pk=case_id)
+        _breach(case, now)
+    return True
 
 
 def _breach(case: SupportCase, now: dt.datetime) -> None:
@@ -491,7 +496,11 @@ def _breach(case: SupportCase, now: dt.datetime) -> None:
 
 
 def on_contact_merge(survivor: Contact, merged: Contact) -> int:
-    return SupportCase.objects.filter(contact=merged).update(contact=survivor)
+    from support import escalation
+
+    moved = SupportCase.objects.filter(contact=merged).update(contact=survivor)
+    escalation.holds_forget()  # an update() sends no post_save
+    return moved
 
 
 def on_contact_erase(contact: Contact) -> None:

@@ -3,6 +3,8 @@ the skip rules for tests that need PostgreSQL or Redis."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import redis
 from django.conf import settings
@@ -11,7 +13,25 @@ from django.db import connection
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
-from config import roles
+from config import celery_app, roles
+
+
+def _isolate_redis_per_xdist_worker() -> None:
+    """Under pytest-xdist each worker has its own test database; give it its
+    own Redis databases too, or one worker's Celery worker consumes another's
+    tasks. Subprocess workers read the environment, so set it there as well."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not settings.CELERY_BROKER_URL.startswith("redis"):
+        return
+    index = int(worker[2:])
+    base = settings.CELERY_BROKER_URL.rsplit("/", 1)[0]
+    broker, shared = f"{base}/{2 + 2 * index}", f"{base}/{3 + 2 * index}"
+    settings.CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"] = broker
+    settings.REDIS_URL = os.environ["REDIS_URL"] = shared
+    celery_app.conf.broker_url = broker
+
+
+_isolate_redis_per_xdist_worker()
 
 
 def pytest_collection_modifyitems(config, items):

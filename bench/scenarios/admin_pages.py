@@ -41,6 +41,8 @@ STATUSES = ["delivered"] * 7 + ["sent", "failed", "suppressed"]
 def add_messages(contacts: tuple[int, int], n: int, *, tag: str, heavy: int | None = None) -> None:
     """n messages spread over the contacts, newest last; `heavy` gets
     HEAVY_MESSAGES of them spread through time."""
+    from channels.models import OutboundMessage
+
     first, last = contacts
     span = last - first + 1
     now = dt.datetime.now(dt.UTC)
@@ -59,7 +61,7 @@ def add_messages(contacts: tuple[int, int], n: int, *, tag: str, heavy: int | No
 
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO off")
-    fixtures.copy_rows("channels_outboundmessage", MESSAGE_COLUMNS, rows(), chunk=50_000)
+    fixtures.copy_model_rows(OutboundMessage, MESSAGE_COLUMNS, rows(), chunk=50_000)
 
 
 def heavy_count(contact_id: int) -> int:

@@ -83,6 +83,8 @@ EMAIL = json.dumps({"subject": "Your appointment", "preheader": "", "text": "Hi 
 
 
 def load_messages(state: dict, n: int) -> list[int]:
+    from channels.models import OutboundMessage
+
     fixtures.truncate("channels_deliveryevent", "channels_outboundmessage")
     first, last = state["contacts"]
     span = last - first + 1
@@ -98,7 +100,7 @@ def load_messages(state: dict, n: int) -> list[int]:
                    "operational", "api", "", "bench", "no_consent_needed", "", f"bench-{tag}-{i}", "queued", now,
                    "", "", 0, "", "f", now)
 
-    fixtures.copy_rows("channels_outboundmessage", MESSAGE_COLUMNS, rows())
+    fixtures.copy_model_rows(OutboundMessage, MESSAGE_COLUMNS, rows())
     fixtures.analyze("channels_outboundmessage")
     with connection.cursor() as cursor:
         cursor.execute("SELECT id FROM channels_outboundmessage ORDER BY id")

@@ -67,6 +67,8 @@ ENROLLMENT_COLUMNS = ["journey_id", "version_id", "contact_id", "status", "is_co
 
 def load_enrollments(state: dict) -> None:
     """Fresh due enrollments for every contact (and an empty outbox)."""
+    from journeys.models import Enrollment
+
     fixtures.truncate("journeys_stepexecution", "journeys_entrydecision", "journeys_enrollment",
                       "channels_deliveryevent", "channels_outboundmessage")
     journey = state["journey"]
@@ -75,7 +77,7 @@ def load_enrollments(state: dict) -> None:
     visits = json.dumps({STEP: 1})
     rows = ((journey.pk, journey.live_version_id, contact_id, "active", "f", "{}", STEP, "send", "t", visits, due,
              entered, "", entered) for contact_id in state["contacts"])
-    fixtures.copy_rows("journeys_enrollment", ENROLLMENT_COLUMNS, rows)
+    fixtures.copy_model_rows(Enrollment, ENROLLMENT_COLUMNS, rows)
     fixtures.analyze("journeys_enrollment")
 
 

@@ -53,6 +53,39 @@ def test_only_channels_services_creates_outbound_messages():
     assert writers == ["channels/services.py"]
 
 
+def _raw_status_updates(path: Path) -> list[int]:
+    """Lines where the module sets OutboundMessage.status with a queryset
+    .update(status=...), bypassing channels' transition services."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "update"):
+            continue
+        sets_status = any(kw.arg == "status" or (kw.arg is None and "status" in ast.unparse(kw.value))
+                          for kw in node.keywords)
+        if sets_status and "OutboundMessage" in ast.unparse(node.func.value):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_raw_status_update_finder_sees_one(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("OutboundMessage.objects.filter(pk=1).update(attempts=2)\n"
+                      "OutboundMessage.objects.filter(pk=1).update(status='sent')\n"
+                      "Journey.objects.update(status='paused')\n")
+    assert _raw_status_updates(sample) == [2]
+
+
+def test_no_app_outside_channels_changes_a_message_status_with_a_raw_update():
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted(ROOT.glob("*/**/*.py"))
+        if ".venv" not in path.parts and "tests" not in path.parts and "migrations" not in path.parts
+        and path.relative_to(ROOT).parts[0] != "channels"
+        for line in _raw_status_updates(path)
+    ]
+    assert offenders == [], "status changes must go through channels.services.message_transition"
+
+
 @pytest.fixture
 def suppressed(contact):
     consent_services.suppression_create(reason=SuppressionReason.LEGAL_HOLD, actor="test", contact=contact)

@@ -52,7 +52,7 @@ def test_the_tick_task_processes_events_and_advances(journey):
 
     counts = tick.run()
 
-    assert counts == {"events": 1, "advanced": 1}
+    assert counts == {"events": 1, "advanced": 1, "webhooks": 0}
     assert OutboundMessage.objects.filter(contact=contact).count() == 1
 
 
@@ -363,3 +363,77 @@ def test_a_marketer_opens_the_editor_of_their_journey_and_an_outsider_is_refused
     assert b"definition_yaml" in allowed.content
     assert added.status_code == 200
     assert denied.status_code in (302, 403)
+
+
+def test_a_tick_of_sends_costs_a_fixed_overhead_plus_the_same_per_send_at_any_size(t0):
+    """What grows with the batch is channels.send's own work per message (its
+    duplicate check, consent facts, template lookup and render, the outbox
+    and delivery-event inserts, its savepoint) plus the one savepoint that
+    isolates each enrollment; everything journeys reads is loaded per batch."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from journeys.engine import advance
+
+    live_journey("sends", [{"key": "w", "type": "wait", "duration": "1h"},
+                           {"key": "mail", "type": "send", "template": "welcome-email"}],
+                 trigger={"event": "send.go"})
+
+    def queries_for(n: int, at: dt.datetime) -> int:
+        for contact in ContactFactory.create_batch(n):
+            emit(contact, "send.go", at)
+        run(at)
+        with CaptureQueriesContext(connection) as captured:
+            assert advance(now=at + dt.timedelta(hours=1)) == n
+        assert OutboundMessage.objects.filter(created_at=at + dt.timedelta(hours=1)).count() == n
+        return len(captured)
+
+    three, six, twelve = (queries_for(n, t0 + dt.timedelta(days=day)) for n, day in ((3, 0), (6, 2), (12, 4)))
+    per_send = (six - three) // 3
+    assert six - three == 3 * per_send
+    assert twelve - six == 6 * per_send
+    assert per_send <= 17
+
+
+def test_exit_and_goal_events_cost_the_same_queries_for_five_or_twenty(t0):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from journeys.events import process_events
+
+    live_journey("exits", [{"key": "w", "type": "wait", "duration": "1d"}], trigger={"event": "exit.go"},
+                 exit_events=["user.left"], goal_events=["user.bought"])
+
+    def queries_for(n: int, at: dt.datetime) -> int:
+        contacts = ContactFactory.create_batch(n)
+        for contact in contacts:
+            emit(contact, "exit.go", at)
+        run(at)
+        for index, contact in enumerate(contacts):
+            emit(contact, "user.bought" if index % 2 else "user.left", at + dt.timedelta(minutes=1))
+        with CaptureQueriesContext(connection) as captured:
+            assert process_events(now=at + dt.timedelta(minutes=1)) == n
+        ended = Enrollment.objects.filter(contact__in=contacts).values_list("status", flat=True)
+        assert sorted(set(ended)) == [EnrollmentStatus.CONVERTED, EnrollmentStatus.EXITED]
+        return len(captured)
+
+    assert queries_for(5, t0) == queries_for(20, t0 + dt.timedelta(days=2))
+
+
+def test_a_support_agent_reads_no_journey_enrollments_or_tasks_and_an_operator_does(client, agent, operator,
+                                                                                      journey, t0):
+    contact = ContactFactory()
+    emit(contact, "user.signed_up", t0)
+    run(t0)
+    pages = ["admin:journeys_enrollment_changelist", "admin:journeys_task_changelist",
+             "admin:journeys_journey_changelist"]
+
+    client.force_login(agent)
+    denied = [client.get(reverse(page)).status_code for page in pages]
+    client.force_login(operator)
+    allowed = [client.get(reverse(page)).status_code for page in pages]
+
+    assert all(code in (302, 403) for code in denied)
+    assert not agent.has_perm("journeys.view_enrollment")
+    assert not agent.has_perm("journeys.view_task")
+    assert allowed == [200, 200, 200]

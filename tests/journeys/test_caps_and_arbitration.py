@@ -142,3 +142,46 @@ def test_a_higher_priority_send_due_soon_holds_a_lower_one_now(t0, customer, mar
 
     low = OutboundMessage.objects.get(contact=customer, origin_label__startswith="low")
     assert (low.status, low.decision_reason) == ("deferred", "arbitration")
+
+
+def test_a_message_deferred_one_day_and_released_the_next_counts_on_the_day_it_went_out(
+    t0, customer, marketing_email
+):
+    from channels.services import messages_release_deferred
+
+    CapRule.objects.create(name="1 marketing a day", message_class="marketing", max_messages=1, window_hours=24)
+    sunday_noon = t0 - dt.timedelta(hours=21)
+    for key in ("a", "b", "c"):
+        promo(key)
+    emit(customer, "a.go", sunday_noon)
+    run(sunday_noon)
+    emit(customer, "b.go", t0)  # Monday 09:00: capped until Monday 12:00
+    run(t0)
+    monday_noon = t0 + dt.timedelta(hours=3)
+    assert statuses(customer)[1] == ("deferred", "frequency_cap")
+    assert messages_release_deferred(now=monday_noon) == 1  # created Monday 09:00, went out Monday 12:00
+
+    tuesday = t0 + dt.timedelta(days=1, hours=1)  # 25 hours after b was created, 22 after it went out
+    emit(customer, "c.go", tuesday)
+    run(tuesday)
+
+    assert statuses(customer)[2] == ("deferred", "frequency_cap")
+    held = OutboundMessage.objects.filter(contact=customer).order_by("id").last()
+    assert held.deliver_after == monday_noon + dt.timedelta(hours=24)
+
+
+def test_a_cap_rule_of_zero_messages_is_refused_with_a_form_error(admin_client):
+    from django.core.exceptions import ValidationError
+    from django.urls import reverse
+
+    with pytest.raises(ValidationError) as error:
+        CapRule(name="none", max_messages=0, window_hours=24).full_clean()
+    page = admin_client.post(reverse("admin:journeys_caprule_add"),
+                             {"name": "none", "channel": "", "message_class": "", "max_messages": "0",
+                              "window_hours": "0", "active": "on"})
+
+    assert set(error.value.message_dict) == {"max_messages"}
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    assert set(form.errors) == {"max_messages", "window_hours"}
+    assert not CapRule.objects.exists()

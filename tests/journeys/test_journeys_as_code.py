@@ -131,7 +131,45 @@ def test_export_command_refuses_an_unknown_key():
         call_command("export_journey", "nope")
 
 
-def test_the_api_imports_and_exports_yaml(api):
+@pytest.fixture
+def importer(api, settings):
+    """The test API key (named "test-integration") allowed to manage journeys, by prefix."""
+    settings.JOURNEYS_API_IMPORT_KEYS = ["ci-deploy", "test-*"]
+    return api
+
+
+def test_an_api_key_not_allowed_to_manage_journeys_is_refused(api, settings):
+    settings.JOURNEYS_API_IMPORT_KEYS = ["ci-deploy"]
+    live_journey("hello", [{"key": "pause", "type": "wait", "duration": "1d"}])
+
+    imported = api.post("/api/v1/journeys/import/", {"yaml": GOOD.replace("priority: 40", "priority: 99"),
+                                                     "publish": True}, format="json")
+    exported = api.get("/api/v1/journeys/hello/export/")
+
+    assert (imported.status_code, exported.status_code) == (403, 403)
+    assert imported.json()["errors"][0]["code"] == "permission_denied"
+    assert Journey.objects.get(key="hello").priority == 50
+
+
+def test_by_default_no_api_key_may_import_journeys(api):
+    response = api.post("/api/v1/journeys/import/", {"yaml": GOOD}, format="json")
+
+    assert response.status_code == 403
+    assert not Journey.objects.exists()
+
+
+def test_no_api_key_may_import_a_support_escalation_journey(importer):
+    yaml_text = GOOD.replace("key: hello", "key: support-escalation-default-opened")
+
+    response = importer.post("/api/v1/journeys/import/", {"yaml": yaml_text, "publish": True}, format="json")
+
+    assert response.status_code == 403
+    assert "support" in response.json()["errors"][0]["detail"]
+    assert not Journey.objects.exists()
+
+
+def test_the_api_imports_and_exports_yaml(importer):
+    api = importer
     response = api.post("/api/v1/journeys/import/", {"yaml": GOOD, "publish": True}, format="json")
     assert response.status_code == 201
     assert response.json() == {"key": "hello", "created": True, "version": 1, "version_status": "in_review"}
@@ -141,7 +179,8 @@ def test_the_api_imports_and_exports_yaml(api):
     assert yaml.safe_load(exported.json()["yaml"])["key"] == "hello"
 
 
-def test_the_api_answers_400_with_located_problems(api):
+def test_the_api_answers_400_with_located_problems(importer):
+    api = importer
     response = api.post("/api/v1/journeys/import/", {"yaml": GOOD.replace("welcome-email", "ghost")}, format="json")
 
     assert response.status_code == 400
@@ -149,7 +188,8 @@ def test_the_api_answers_400_with_located_problems(api):
         {"code": "invalid", "detail": "unknown template 'ghost'", "attr": "steps[0] (mail).template"}]
 
 
-def test_the_api_answers_409_when_a_version_already_waits_for_review(api):
+def test_the_api_answers_409_when_a_version_already_waits_for_review(importer):
+    api = importer
     api.post("/api/v1/journeys/import/", {"yaml": GOOD, "publish": True}, format="json")
 
     response = api.post("/api/v1/journeys/import/", {"yaml": GOOD, "publish": True}, format="json")

@@ -294,12 +294,10 @@ def test_a_webhook_step_posts_signed_json_and_retries_a_failure(t0, receiver, dj
     run(t0)
     call = WebhookCall.objects.get()
 
-    from celery.exceptions import Retry
-
-    with pytest.raises(Retry):
-        deliver_webhook.run(call.pk)
+    assert deliver_webhook.run(call.pk) == "retry"  # no Celery countdown: the row says when
     call.refresh_from_db()
     assert (call.status, call.attempts, call.response_status) == (WebhookStatus.PENDING, 1, 503)
+    assert call.next_attempt_at is not None
     assert deliver_webhook.run(call.pk) == "delivered"
     assert deliver_webhook.run(call.pk) == "not pending"
 
@@ -312,3 +310,70 @@ def test_a_webhook_step_posts_signed_json_and_retries_a_failure(t0, receiver, dj
     expected = hmac.new(settings.JOURNEYS_WEBHOOK_SECRET.encode(), f"{timestamp}.".encode() + body,
                         hashlib.sha256).hexdigest()
     assert signature == expected
+
+
+def test_a_redelivered_webhook_task_does_not_post_a_call_another_worker_holds(t0, receiver):
+    from journeys.webhooks import webhook_deliver
+
+    url = f"http://127.0.0.1:{receiver.server_port}/hook"
+    live_journey("hook", [{"key": "tell-crm", "type": "webhook", "url": url}], trigger={"event": "user.signed_up"})
+    contact = ContactFactory()
+    emit(contact, "user.signed_up", t0)
+    run(t0)
+    call = WebhookCall.objects.get()
+    # Another worker claimed it and is mid-POST.
+    WebhookCall.objects.filter(pk=call.pk).update(status=WebhookStatus.SENDING, sending_at=t0, attempts=1)
+
+    assert webhook_deliver(call_id=call.pk, now=t0 + dt.timedelta(seconds=5)) == "not pending"
+
+    assert _Receiver.received == []
+    call.refresh_from_db()
+    assert (call.status, call.attempts) == (WebhookStatus.SENDING, 1)
+
+
+def test_the_tick_republishes_a_webhook_whose_publish_was_lost_and_its_due_retry(t0, receiver, monkeypatch):
+    from journeys import tasks
+
+    url = f"http://127.0.0.1:{receiver.server_port}/hook"
+    live_journey("hook", [{"key": "tell-crm", "type": "webhook", "url": url}], trigger={"event": "user.signed_up"})
+    contact = ContactFactory()
+    emit(contact, "user.signed_up", t0)
+    run(t0)  # the on-commit publish never ran: lost
+    call = WebhookCall.objects.get()
+    published: list[int] = []
+    monkeypatch.setattr(tasks.deliver_webhook, "delay", published.append)
+
+    assert tasks.enqueue_due_webhooks(t0 + dt.timedelta(seconds=30)) == 0  # the first publish may still come
+    assert tasks.enqueue_due_webhooks(t0 + dt.timedelta(minutes=1)) == 1
+    assert tasks.enqueue_due_webhooks(t0 + dt.timedelta(minutes=1, seconds=5)) == 0  # leased, not flooded
+    assert published == [call.pk]
+
+    _Receiver.statuses = [500]
+    from journeys.webhooks import webhook_deliver
+
+    assert webhook_deliver(call_id=call.pk, now=t0 + dt.timedelta(minutes=2)) == "retry"
+    call.refresh_from_db()
+    assert call.next_attempt_at == t0 + dt.timedelta(minutes=2, seconds=10)
+    assert tasks.enqueue_due_webhooks(t0 + dt.timedelta(minutes=2, seconds=9)) == 0
+    assert tasks.enqueue_due_webhooks(t0 + dt.timedelta(minutes=2, seconds=10)) == 1
+    assert webhook_deliver(call_id=call.pk, now=t0 + dt.timedelta(minutes=3)) == "delivered"
+    assert len(_Receiver.received) == 2
+
+
+def test_a_webhook_call_a_vanished_worker_held_is_tried_again(t0, receiver, monkeypatch):
+    from journeys import tasks
+
+    url = f"http://127.0.0.1:{receiver.server_port}/hook"
+    live_journey("hook", [{"key": "tell-crm", "type": "webhook", "url": url}], trigger={"event": "user.signed_up"})
+    contact = ContactFactory()
+    emit(contact, "user.signed_up", t0)
+    run(t0)
+    call = WebhookCall.objects.get()
+    WebhookCall.objects.filter(pk=call.pk).update(status=WebhookStatus.SENDING, sending_at=t0, attempts=1)
+    monkeypatch.setattr(tasks.deliver_webhook, "delay", lambda call_id: None)
+
+    assert tasks.enqueue_due_webhooks(t0 + dt.timedelta(minutes=4)) == 0
+    assert tasks.enqueue_due_webhooks(t0 + dt.timedelta(minutes=6)) == 1
+
+    call.refresh_from_db()
+    assert (call.status, call.last_error) == (WebhookStatus.PENDING, "worker lost during the call")

@@ -132,7 +132,9 @@ def test_pause_keeps_enrollments_and_sends_nothing_and_resume_carries_on(t0):
 
     services.journey_resume(journey=journey, actor="otto")
     run(t0 + dt.timedelta(days=2))
-    assert OutboundMessage.objects.count() == 1
+    message = OutboundMessage.objects.get()
+    assert (message.status, message.origin_step_key) == ("queued", "mail")
+    assert Enrollment.objects.get(contact=contact).status == EnrollmentStatus.COMPLETED
 
 
 def test_resuming_after_a_send_window_passed_skips_it_instead_of_blasting(t0):
@@ -145,6 +147,10 @@ def test_resuming_after_a_send_window_passed_skips_it_instead_of_blasting(t0):
     emit(contact, "appointment.booked", t0, appointment_at=(t0 + dt.timedelta(days=3)).isoformat())
     run(t0)
     services.journey_pause(journey=journey, actor="otto")
+    # Due now (the day before, within the grace): an active journey would send here.
+    run(t0 + dt.timedelta(days=2, minutes=10))
+    assert not OutboundMessage.objects.exists()
+    assert Enrollment.objects.get(contact=contact).status == EnrollmentStatus.PAUSED
 
     services.journey_resume(journey=journey, actor="otto")
     run(t0 + dt.timedelta(days=2, hours=6))

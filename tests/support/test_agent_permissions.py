@@ -5,6 +5,8 @@ see all; an integration's API key sees all; an outsider sees none."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
@@ -121,3 +123,28 @@ def test_an_outsider_sees_no_case_anywhere(outsider, tech_case):
     assert browser(outsider).get(f"{ADMIN}{tech_case.pk}/change/").status_code in (302, 403)
     assert api_as(outsider).get(f"/api/v1/cases/{tech_case.number}/").status_code == 403
     assert APIClient().get("/api/v1/cases/").status_code in (401, 403)
+
+
+JOURNEY_BROWSING = ["view_enrollment", "view_task", "change_task", "view_journey", "view_stepexecution"]
+
+
+def test_the_agent_role_cannot_browse_journey_enrollments_or_tasks(ada):
+    assert not any(ada.has_perm(f"journeys.{codename}") for codename in JOURNEY_BROWSING)
+    for page in ("/admin/journeys/enrollment/", "/admin/journeys/task/"):
+        assert browser(ada).get(page).status_code == 403
+
+
+def test_the_case_page_shows_its_own_escalation_enrollment_but_not_another_case_one(ada, billing, case_templates):
+    from support.demo import install_default_policy
+    from support.models import Priority
+    from tests.support import factories
+
+    install_default_policy()
+    contact = factories.contact()
+    mine = factories.case(contact_=contact, team_=billing, priority=Priority.HIGH, subject="Refund")
+    other = factories.case(contact_=contact, priority=Priority.HIGH, subject="Other team")
+    html = browser(ada).get(f"{ADMIN}{mine.pk}/change/").content.decode()
+    [block] = re.findall(r"Open journey enrollments</h2>\s*<ul[^>]*>(.*?)</ul>", html, re.S)
+    # Both cases run the same escalation journey for this contact: only this case's row shows.
+    assert other.escalations.get().journey_key == mine.escalations.get().journey_key
+    assert block.count("<li>") == 1 and "this case's escalation" in block, block

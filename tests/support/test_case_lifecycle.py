@@ -11,7 +11,7 @@ import pytest
 import time_machine
 from django.core import mail
 
-from support import services
+from support import selectors, services
 from support.models import (
     CASE_TRANSITIONS,
     CaseEvent,
@@ -136,3 +136,22 @@ def test_a_case_answered_in_time_is_not_breached(billing, ada, case_templates):
     case.refresh_from_db()
     assert case.first_response_at is not None
     assert services.cases_check_first_response_sla(now=dt.datetime(2026, 11, 23, 12, tzinfo=LISBON)) == 0
+
+
+def test_a_case_answered_or_resolved_between_the_scan_and_the_claim_is_not_breached(billing, ada, case_templates):
+    with time_machine.travel(dt.datetime(2026, 11, 23, 9, 0, tzinfo=LISBON), tick=False):
+        answered = factories.case(team_=billing, agent=ada, priority=Priority.URGENT)
+        resolved = factories.case(team_=billing, agent=ada, priority=Priority.URGENT)
+    late = dt.datetime(2026, 11, 23, 10, 1, tzinfo=LISBON)
+    due = selectors.cases_due_for_first_response(now=late)
+    assert set(due) == {answered.pk, resolved.pk}
+    # Between the scan and the claim, an agent answers one case and resolves the other.
+    with time_machine.travel(late, tick=False):
+        services.case_reply(case=answered, channel="email", text="On it.", actor=ada)
+    services.case_resolve(case=resolved, actor=ada, now=late)
+
+    assert [services.case_first_response_breach(case_id=pk, now=late) for pk in due] == [False, False]
+    for case in (answered, resolved):
+        case.refresh_from_db()
+        assert case.first_response_breached_at is None and case.assigned_agent == ada
+    assert not CaseEvent.objects.filter(kind=CaseEventKind.SLA_BREACH).exists()

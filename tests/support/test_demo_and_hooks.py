@@ -11,7 +11,7 @@ from django.test import Client
 from consent import demo as consent_demo
 from consent.services import contact_erase, contact_merge
 from journeys import services as journey_services
-from journeys.models import Journey
+from journeys.models import Journey, Task, TaskStatus
 from support import demo
 from support.models import (
     CaseEventKind,
@@ -54,10 +54,16 @@ def test_a_journey_task_step_opens_a_case(db):
     journey_services.advance(now=now)
     case = SupportCase.objects.get(contact=customer)
     assert case.source == CaseSource.JOURNEY_STEP and case.journey_task_id is not None
+    # The case is where the work happens now: the journey's Task is done, not open twice.
+    task = Task.objects.get(pk=case.journey_task_id)
+    assert task.status == TaskStatus.DONE and task.done_at == now
     assert case.subject == "Call the customer about the stuck order"
 
 
-def test_an_operator_edits_an_escalation_policy_in_the_admin_and_it_is_published(operator, case_templates):
+def test_an_operator_edits_an_escalation_policy_in_the_admin_and_it_waits_for_a_reviewer(
+    operator, case_templates, settings
+):
+    settings.JOURNEYS_APPROVAL_CLASSES = ["marketing", "operational"]
     client = Client()
     client.force_login(operator)
     prefix = "steps"
@@ -70,8 +76,27 @@ def test_an_operator_edits_an_escalation_policy_in_the_admin_and_it_is_published
     assert response.status_code == 200
     policy = EscalationPolicy.objects.get(name="Complaints")
     journey = Journey.objects.get(key=f"support-escalation-{policy.pk}-opened")
-    assert journey.versions.count() == 1
-    assert "waits for a reviewer" in response.content.decode() or journey.live_version is not None
+    [version] = journey.versions.all()
+    assert version.status == "in_review" and journey.live_version is None
+    assert "waits for a reviewer in Journeys" in response.content.decode()
+
+
+def test_without_operational_approval_an_edited_escalation_policy_goes_live_at_once(
+    operator, case_templates, settings
+):
+    settings.JOURNEYS_APPROVAL_CLASSES = ["marketing"]
+    client = Client()
+    client.force_login(operator)
+    response = client.post("/admin/support/escalationpolicy/add/", {
+        "name": "Complaints", "priority": "", "category": "complaint", "active": "on",
+        "steps-TOTAL_FORMS": "1", "steps-INITIAL_FORMS": "0",
+        "steps-0-phase": "opened", "steps-0-delay_minutes": "0", "steps-0-action": "send",
+        "steps-0-channel": "email", "steps-0-template_key": "case-ack-email",
+    }, follow=True)
+    assert response.status_code == 200
+    journey = Journey.objects.get(key=f"support-escalation-{EscalationPolicy.objects.get().pk}-opened")
+    assert journey.live_version is not None
+    assert "is live: new cases follow it" in response.content.decode()
 
 
 def test_a_send_step_without_a_template_is_a_form_error(operator):

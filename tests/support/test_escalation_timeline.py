@@ -162,3 +162,23 @@ def test_reopening_a_resolved_case_drops_the_pending_follow_up(high_case):
     assert sent(high_case, "case-followup-email") == []
     run = CaseEscalation.objects.get(case=high_case, phase=Phase.RESOLVED)
     assert run.stopped_at is not None and "reopened" in run.stop_reason
+
+
+def test_two_open_cases_of_one_contact_each_get_their_acknowledgement_sms_and_assignment(
+    policy, billing, ada, customer
+):
+    first = factories.case(contact_=customer, team_=billing, priority=Priority.HIGH, now=T0, subject="Refund")
+    second = factories.case(contact_=customer, team_=billing, priority=Priority.HIGH,
+                            now=T0 + dt.timedelta(minutes=1), subject="Card blocked")
+    advance(1)
+    advance(31)
+    advance(121)
+    for case in (first, second):
+        run = CaseEscalation.objects.get(case=case, phase=Phase.OPENED)
+        assert Enrollment.objects.get(pk=run.enrollment_id).scope_key == f"case:{case.pk}"
+        [ack] = sent(case, "case-ack-email")
+        [sms] = sent(case, "case-callback-sms")
+        assert case.number in ack.content["subject"] and case.number in sms.content["body"]
+        case.refresh_from_db()
+        assert case.status == CaseStatus.ESCALATED and case.assigned_agent == ada
+        assert not case.events.filter(kind=CaseEventKind.ESCALATION, new_value="not started").exists()

@@ -13,9 +13,13 @@ from channels.services import Origin, send
 from consent.models import ConsentSource, ConsentStatus
 from consent.services import consent_record
 from journeys import services as journey_services
+from journeys.demo import STARTER_DIR, load_starter
+from journeys.events import EventIn, events_ingest
 from journeys.models import Enrollment, EnrollmentStatus
-from support import services
+from support import demo, services
+from support.escalation import marketing_hold_guard
 from support.models import CaseEventKind, SuppressionRule
+from templates import demo as template_demo
 from tests.support import factories
 from tests.templates.factories import approved_template
 
@@ -60,37 +64,26 @@ def test_the_hold_can_be_turned_off(subscriber, billing, settings):
     assert promo(subscriber, "promo-3").status == "queued"
 
 
-REMINDERS = {
-    "trigger": {"event": "payment.failed"},
-    "reentry": "always",
-    "steps": [
-        {"key": "first", "type": "send", "template": "payment-failed-sms"},
-        {"key": "pause", "type": "wait", "duration": "3d"},
-        {"key": "second", "type": "send", "template": "payment-failed-sms"},
-    ],
-}
-
-
 @pytest.fixture
-def reminders(db):
-    approved_template("payment-failed-sms", "sms", content={"body": "Your payment failed"})
-    journey = journey_services.journey_create(key="payment-failed-reminders", name="Payment reminders",
-                                              message_class="operational", actor="marketer", definition=REMINDERS)
-    version = journey_services.journey_publish(journey=journey, actor="marketer")
-    if version.status == "in_review":
-        journey_services.journey_version_approve(version=version, actor="reviewer")
-    journey.refresh_from_db()
-    return journey
+def payment_recovery(db):
+    """The real starter journey and templates the demo seeds."""
+    template_demo.seed()
+    return load_starter(STARTER_DIR / "payment-recovery.yaml")
 
 
-def test_a_resolved_billing_case_stops_the_payment_reminders_and_cancels_their_queued_message(reminders, billing):
-    SuppressionRule.objects.create(name="refund stops reminders", on="resolved", category="billing",
-                                   journey_key_prefix="payment-failed")
+def test_the_demo_rule_stops_the_starter_payment_recovery_journey_and_cancels_its_queued_message(
+    payment_recovery, billing
+):
+    assert demo.install_suppression_rule() == 1
+    rule = SuppressionRule.objects.get()
     case = factories.case(team_=billing, category="billing")
     now = dt.datetime(2026, 11, 30, 10, tzinfo=dt.UTC)
-    [enrollment] = journey_services.enrollments_enroll(journey=reminders, contacts=[case.contact], actor="test",
-                                                       now=now)
-    journey_services.advance(now=now)
+    events_ingest(events=[EventIn(name="payment.failed", external_id=case.contact.external_id,
+                                  idempotency_key="pf-1", occurred_at=now,
+                                  properties={"amount": "19.90", "invoice_url": "https://example.com/i/1"})],
+                  actor="test", now=now)
+    journey_services.run_until_idle(now=now)
+    enrollment = Enrollment.objects.get(journey=payment_recovery, contact=case.contact)
     queued = OutboundMessage.objects.get(origin_enrollment_id=enrollment.pk)
     assert queued.status == MessageStatus.QUEUED
 
@@ -99,14 +92,44 @@ def test_a_resolved_billing_case_stops_the_payment_reminders_and_cancels_their_q
     queued.refresh_from_db()
     enrollment.refresh_from_db()
     assert queued.status == MessageStatus.CANCELLED
-    assert enrollment.status == EnrollmentStatus.EXITED and "refund stops reminders" in enrollment.end_reason
-    assert case.events.filter(kind=CaseEventKind.SUPPRESSION, actor="rule:refund stops reminders").exists()
+    assert enrollment.status == EnrollmentStatus.EXITED and rule.name in enrollment.end_reason
+    assert case.events.filter(kind=CaseEventKind.SUPPRESSION, actor=f"rule:{rule.name}").exists()
 
 
-def test_a_rule_for_another_category_leaves_the_journey_alone(reminders, billing):
-    SuppressionRule.objects.create(name="billing only", on="resolved", category="billing",
-                                   journey_key_prefix="payment-failed")
+def test_the_demo_rule_leaves_the_journey_alone_for_a_case_of_another_category(payment_recovery, billing):
+    demo.install_suppression_rule()
     case = factories.case(team_=billing, category="technical")
-    [enrollment] = journey_services.enrollments_enroll(journey=reminders, contacts=[case.contact], actor="test")
+    [enrollment] = journey_services.enrollments_enroll(journey=payment_recovery, contacts=[case.contact],
+                                                       actor="test")
     services.case_resolve(case=case, actor="test")
     assert Enrollment.objects.get(pk=enrollment.pk).status == EnrollmentStatus.ACTIVE
+
+
+def test_the_hold_costs_one_query_for_a_batch_of_marketing_sends_at_one_instant(
+    billing, django_assert_num_queries
+):
+    held = [factories.contact() for _ in range(3)]
+    free = [factories.contact() for _ in range(3)]
+    cases = [factories.case(contact_=contact, team_=billing) for contact in held]
+    now = dt.datetime(2026, 11, 30, 10, tzinfo=dt.UTC)
+
+    with django_assert_num_queries(1):
+        verdicts = [marketing_hold_guard(contact=contact, channel="email", message_class="marketing", origin=None,
+                                         now=now) for contact in held + free]
+
+    assert [v.reason if v else None for v in verdicts] == ["support_case_open"] * 3 + [None] * 3
+    assert [cases[i].number in verdicts[i].detail for i in range(3)] == [True] * 3
+
+
+def test_a_case_opened_or_resolved_within_the_same_instant_is_seen_by_the_hold(billing):
+    contact = factories.contact()
+    now = dt.datetime(2026, 11, 30, 10, tzinfo=dt.UTC)
+
+    def hold():
+        return marketing_hold_guard(contact=contact, channel="email", message_class="marketing", origin=None, now=now)
+
+    assert hold() is None
+    case = factories.case(contact_=contact, team_=billing, now=now)
+    assert hold().reason == "support_case_open"
+    services.case_resolve(case=case, actor="test", now=now)
+    assert hold() is None
