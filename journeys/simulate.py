@@ -84,7 +84,8 @@ def _isolate(journey: Journey, draft: bool, at: dt.datetime) -> None:
 
 
 def _run(journey: Journey, contact: Contact, events: list[SimEvent], until: dt.datetime, timeline: list) -> None:
-    from channels.models import OutboundMessage
+    from channels.models import MessageStatus, OutboundMessage
+    from channels.services import message_transition
 
     pending = list(events)
     now = pending[0].at
@@ -106,7 +107,9 @@ def _run(journey: Journey, contact: Contact, events: list[SimEvent], until: dt.d
             pass
         # The delivery workers hand queued messages over within seconds; without
         # this a later exit would "cancel" what would long have gone out.
-        OutboundMessage.objects.filter(origin_enrollment_id__in=ids, status="queued").update(status="sent")
+        for message in OutboundMessage.objects.filter(origin_enrollment_id__in=ids, status=MessageStatus.QUEUED):
+            message_transition(message=message, to=MessageStatus.SENDING, now=now)
+            message_transition(message=message, to=MessageStatus.SENT, now=now)
         _collect(ids, seen_executions, timeline)
         upcoming = [e.at for e in pending]
         next_run = (
