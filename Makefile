@@ -25,7 +25,7 @@ run: install
 	$(BIN)/honcho --procfile Procfile start
 
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .
