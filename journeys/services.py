@@ -34,6 +34,7 @@ from journeys.models import (
     TaskStatus,
     VersionStatus,
 )
+from journeys.tick_hooks import run_tick_hooks
 
 __all__ = [
     "EventIn", "IngestResult", "JourneyError", "advance", "enrollment_exit", "enrollment_start", "enrollments_enroll",
@@ -345,4 +346,5 @@ def run_until_idle(*, now: dt.datetime, max_rounds: int = 10_000) -> dict[str, i
             # Steps may have produced nothing new to process; events created
             # meanwhile (by another worker) are taken on the next run.
             break
+    counts.update(run_tick_hooks(now=now))
     return counts

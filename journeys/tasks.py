@@ -8,6 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from journeys.tick_hooks import run_tick_hooks
 from journeys.webhooks import SIGNATURE_HEADER, sign
 
 __all__ = ["SIGNATURE_HEADER", "deliver_webhook", "enqueue_due_webhooks", "process_events_task", "sign", "tick"]
@@ -35,6 +36,7 @@ def tick() -> dict:
         if not advanced:
             break
     counts["webhooks"] = enqueue_due_webhooks(now)
+    counts.update(run_tick_hooks(now=now))
     return counts
 
 
