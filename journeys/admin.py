@@ -69,7 +69,7 @@ class JourneyForm(forms.ModelForm):
         label="Definition (YAML)", required=False,
         widget=forms.Textarea(attrs={"rows": 28, "style": "font-family:monospace"}),
         help_text="trigger, reentry, exit_events, goal_events, holdout_percent, on_cap, on_conflict, steps. "
-        "See docs/readme/journeys.md. Validated on save; templates are checked when you activate.",
+        "README: 'Journey definition (YAML)'. Validated on save; templates are checked when you activate.",
     )
 
     class Meta:

@@ -8,7 +8,7 @@ WhatsApp templates and RCS cards go through a messaging service as
 content (the template variant's own SID, per locale) and only when that has
 none from `options.content_sids`: our template key to a SID, or to
 {locale: SID}. RCS content variables are named slots (see CONTENT_SLOTS
-below and docs/readme/channels.md). `options.base_url` points the SDK at
+below and the README, "Configuring providers"). `options.base_url` points the SDK at
 another host (a local fake in tests)."""
 
 from __future__ import annotations
