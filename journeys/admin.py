@@ -64,6 +64,14 @@ class ReadOnlyMixin:
 # --- Journey ------------------------------------------------------------------------------
 
 
+class JourneyScopedMixin:
+    """Rows of journeys the user may see, and no others (guardian, via the selector)."""
+
+    def get_queryset(self, request):
+        journeys = selectors.journeys_for_user(request.user)
+        return super().get_queryset(request).filter(journey__in=journeys)
+
+
 class JourneyForm(forms.ModelForm):
     definition_yaml = forms.CharField(
         label="Definition (YAML)", required=False,
@@ -357,7 +365,7 @@ class SimulateForm(forms.Form):
 
 
 @admin.register(JourneyVersion)
-class JourneyVersionAdmin(ModelAdmin):
+class JourneyVersionAdmin(ReadOnlyMixin, JourneyScopedMixin, ModelAdmin):
     list_display = ["journey", "number", "status", "created_by", "created_at", "reviewed_by"]
     list_filter = ["status"]
     list_select_related = ["journey"]
@@ -365,19 +373,6 @@ class JourneyVersionAdmin(ModelAdmin):
                        "reviewed_by", "reviewed_at", "review_note", "definition_yaml", "diagram"]
     exclude = ["definition"]
     actions_detail = ["approve", "reject"]
-
-    def get_queryset(self, request):
-        journeys = selectors.journeys_for_user(request.user)
-        return super().get_queryset(request).filter(journey__in=journeys)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_approve_permission(self, request, object_id=None) -> bool:
         return request.user.has_perm(selectors.APPROVE_PERM)
@@ -436,7 +431,7 @@ class ExitForm(BaseDialogForm):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(ModelAdmin):
+class EnrollmentAdmin(ReadOnlyMixin, JourneyScopedMixin, ModelAdmin):
     list_display = ["id", "journey", "contact", "status", "is_control", "current_step", "next_run_at", "failures",
                     "entered_at"]
     list_filter = ["status", "is_control", "journey"]
@@ -448,19 +443,6 @@ class EnrollmentAdmin(ModelAdmin):
                        "failures", "entered_at", "ended_at", "end_reason", "messages"]
     inlines = [ExecutionInline]
     actions_detail = ["exit_enrollment"]
-
-    def get_queryset(self, request):
-        journeys = selectors.journeys_for_user(request.user)
-        return super().get_queryset(request).filter(journey__in=journeys)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_exit_permission(self, request, object_id=None) -> bool:
         return request.user.has_perm("journeys.exit_enrollment")
