@@ -318,6 +318,10 @@ JOURNEYS_FAILURE_BACKOFF_MAX_SECONDS = env_int("JOURNEYS_FAILURE_BACKOFF_MAX_SEC
 JOURNEYS_PAUSED_RECHECK_MINUTES = env_int("JOURNEYS_PAUSED_RECHECK_MINUTES", 5)
 # API keys (by name, or name prefix ending in "*") allowed to import journeys; empty: none (403).
 JOURNEYS_API_IMPORT_KEYS = env_list("JOURNEYS_API_IMPORT_KEYS", [])
+# Manual enrollment: a CSV upload is refused above this size or row count; the API takes this many per request.
+JOURNEYS_ENROLL_CSV_MAX_BYTES = env_int("JOURNEYS_ENROLL_CSV_MAX_BYTES", 2 * 1024 * 1024)
+JOURNEYS_ENROLL_CSV_MAX_ROWS = env_int("JOURNEYS_ENROLL_CSV_MAX_ROWS", 10_000)
+JOURNEYS_ENROLL_PER_REQUEST = env_int("JOURNEYS_ENROLL_PER_REQUEST", 1000)
 
 # --- support app ---
 # Cases opened with no team (API, replies) go to this team's queue; empty: unassigned.

@@ -5,10 +5,13 @@ tasks, events. Thin: parse, check permission, call a service."""
 from __future__ import annotations
 
 import json
+import re
 
 import yaml
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -30,11 +33,14 @@ from journeys.as_code import DEFINITION_FIELDS
 from journeys.diagram import render_svg
 from journeys.models import (
     OPEN_ENROLLMENT,
+    STEP_COLUMNS,
     CapRule,
     Enrollment,
     EntryDecision,
     Event,
     Journey,
+    JourneyStatus,
+    JourneyStep,
     JourneyVersion,
     StepExecution,
     Task,
@@ -73,11 +79,17 @@ class JourneyScopedMixin:
 
 
 class JourneyForm(forms.ModelForm):
-    definition_yaml = forms.CharField(
-        label="Definition (YAML)", required=False,
-        widget=forms.Textarea(attrs={"rows": 28, "style": "font-family:monospace"}),
-        help_text="trigger, reentry, exit_events, goal_events, holdout_percent, on_cap, on_conflict, steps. "
-        "README: 'Journey definition (YAML)'. Validated on save; templates are checked when you activate.",
+    """The journey's own fields and its journey-level settings. The steps are
+    the rows of StepInline; the admin saves both through one service."""
+
+    # One YAML text, not a field each: the trigger's conditions and the
+    # re-entry rule are nested structures the README and journeys-as-code
+    # already write in YAML, and every problem is reported with its location.
+    settings_yaml = forms.CharField(
+        label="Journey settings (YAML)", required=False,
+        widget=forms.Textarea(attrs={"rows": 10, "style": "font-family:monospace"}),
+        help_text=f"{', '.join(f for f in DEFINITION_FIELDS if f != 'steps')}. README: 'Journey definition "
+        "(YAML)'. The steps are edited in the Steps table below.",
     )
 
     class Meta:
@@ -87,27 +99,151 @@ class JourneyForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
-            self.fields["key"].disabled = True
-            self.initial["definition_yaml"] = yaml.safe_dump(self.instance.definition, sort_keys=False)
+            if "key" in self.fields:  # absent when the page is read-only
+                self.fields["key"].disabled = True
+            settings = {k: v for k, v in self.instance.definition.items() if k != "steps"}
+            self.initial["settings_yaml"] = yaml.safe_dump(settings, sort_keys=False) if settings else ""
 
-    def clean_definition_yaml(self) -> dict:
-        text = self.cleaned_data["definition_yaml"].strip()
-        if not text:
-            return {"steps": []}
+    def clean_settings_yaml(self) -> dict:
+        text = self.cleaned_data["settings_yaml"].strip()
         try:
-            data = yaml.safe_load(text)
+            data = yaml.safe_load(text) if text else {}
         except yaml.YAMLError as error:
             raise ValidationError(f"Not valid YAML: {error}") from None
         if not isinstance(data, dict):
-            raise ValidationError("The definition must be a mapping.")
+            raise ValidationError("The settings must be a mapping.")
+        if "steps" in data:
+            raise ValidationError("Edit the steps in the Steps table below, not here.")
         unknown = set(data) - set(DEFINITION_FIELDS)
         if unknown:
             raise ValidationError(f"Unknown fields: {', '.join(sorted(unknown))}")
-        if data.get("steps"):
-            problems = definitions.validate(data)
-            if problems:
-                raise ValidationError([f"{p.location}: {p.message}" for p in problems])
+        # Journey-level problems only: the rows' own are reported on the rows.
+        problems = services.validate_definition({**data, "steps": [{"key": "-", "type": "exit"}]},
+                                                check_templates=False)
+        if problems:
+            raise ValidationError([f"{p.location}: {p.message}" for p in problems])
         return data
+
+
+class StepForm(forms.ModelForm):
+    type = forms.ChoiceField(choices=[("", "---------")] + [(t, t) for t in definitions.STEP_TYPES])
+    options_yaml = forms.CharField(
+        label="Other settings (YAML)", required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 40, "style": "font-family:monospace"}),
+        help_text="e.g. branches, else, conditions, timeout, on_event, title, url",
+    )
+
+    class Meta:
+        model = JourneyStep
+        fields = ["position", "key", "type", "next", "template", "duration"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["position"].required = False
+        if self.instance.pk:
+            options = self.instance.options
+            self.initial["options_yaml"] = yaml.safe_dump(options, sort_keys=False).strip() if options else ""
+        else:
+            self.initial.pop("position", None)  # a new row goes last unless dragged
+            self.fields["position"].initial = None
+
+    def clean_options_yaml(self) -> dict:
+        text = self.cleaned_data["options_yaml"].strip()
+        try:
+            options = yaml.safe_load(text) if text else {}
+        except yaml.YAMLError as error:
+            raise ValidationError(f"Not valid YAML: {error}") from None
+        if not isinstance(options, dict):
+            raise ValidationError("A mapping of setting: value.")
+        own = sorted(set(options) & {"key", "type", *STEP_COLUMNS})
+        if own:
+            raise ValidationError(f"Give {', '.join(own)} in its own column.")
+        return options
+
+    def step(self) -> dict:
+        data = self.cleaned_data
+        row = JourneyStep(key=data["key"], type=data["type"], options=data["options_yaml"],
+                          **{name: data.get(name) or "" for name in STEP_COLUMNS})
+        return row.as_step()
+
+
+_STEP_AT = re.compile(r"^steps\[(\d+)\]")
+
+
+class StepFormSet(forms.BaseInlineFormSet):
+    """Validates the rows as the journey's steps, in their order: a problem
+    with one setting of a step shows on that cell, a problem with a whole
+    step on its row and above the table, one about the graph above the table."""
+
+    def clean(self) -> None:
+        super().clean()
+        self.steps: list[dict] = []
+        if any(self.errors):
+            return
+        rows = [(index, form) for index, form in enumerate(self.forms)
+                if form.cleaned_data and not self._should_delete_form(form)]
+        rows.sort(key=lambda item: (item[1].cleaned_data.get("position") is None,
+                                    item[1].cleaned_data.get("position") or 0, item[0]))
+        ordered = [form for _, form in rows]
+        steps = [form.step() for form in ordered]
+        if not steps and self.instance.pk is None:
+            return  # a new draft may start with no steps
+        above: list[str] = []
+        for problem in services.validate_draft({"steps": steps}):
+            above += self._place(problem, ordered, steps)
+        if above:
+            raise ValidationError(above)
+        self.steps = steps
+
+    @staticmethod
+    def _place(problem: definitions.Problem, ordered: list[StepForm], steps: list[dict]) -> list[str]:
+        """Put a problem on its cell or row; returns it if it also goes above the table."""
+        match = _STEP_AT.match(problem.location)
+        if match is None or int(match.group(1)) >= len(ordered):
+            return [f"{problem.location}: {problem.message}"]
+        index = int(match.group(1))
+        form, rest = ordered[index], problem.location[match.end():]
+        if rest.startswith(f" ({steps[index]['key']})"):
+            rest = rest[len(steps[index]["key"]) + 3:]
+        rest = rest.lstrip(".")
+        column = re.split(r"[.\[]", rest, maxsplit=1)[0]
+        if column in ("key", "type", *STEP_COLUMNS):
+            form.add_error(column, f"{rest}: {problem.message}" if rest != column else problem.message)
+            return []
+        if rest:
+            form.add_error("options_yaml", f"{rest}: {problem.message}")
+            return []
+        form.add_error(None, problem.message)
+        return [f"{problem.location}: {problem.message}"]
+
+
+class StepInline(TabularInline):
+    """The draft's steps, one row each, dragged into order. Who may change the
+    journey may change its steps (no separate step permissions)."""
+
+    model = JourneyStep
+    form = StepForm
+    formset = StepFormSet
+    fields = ["position", "key", "type", "next", "template", "duration", "options_yaml"]
+    ordering_field = "position"
+    hide_ordering_field = True
+    verbose_name = "step"
+    verbose_name_plural = "Steps (the draft; the first step starts the journey)"
+
+    def get_extra(self, request, obj=None, **kwargs) -> int:
+        return 0 if obj is not None and obj.steps.exists() else 1
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("journeys.view_journey") or self.has_change_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return JourneyAdmin.journey_editable(request, obj)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return JourneyAdmin.journey_editable(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return JourneyAdmin.journey_editable(request, obj)
 
 
 class VersionInline(ReadOnlyMixin, TabularInline):
@@ -147,28 +283,34 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
     list_filter = ["status", "message_class"]
     search_fields = ["key", "name"]
     list_select_related = ["live_version", "owner"]
-    readonly_fields = ["status", "live_version", "diagram", "totals", "created_at", "updated_at"]
-    inlines = [VersionInline]
-    actions_detail = ["publish", "pause", "resume", "archive", "enroll", "open_simulate", "open_why_not"]
+    readonly_fields = ["status", "live_version", "diagram", "totals", "lift", "created_at", "updated_at"]
+    inlines = [StepInline, VersionInline]
+    actions_detail = ["publish", "pause", "resume", "archive", "enroll", "open_enroll_csv", "open_simulate",
+                      "open_why_not"]
 
     def get_fieldsets(self, request, obj=None):
         main = ["key", "name", "description", "message_class", "priority", "owner", "team"]
         if obj is None:
-            return [(None, {"fields": [*main, "definition_yaml"]})]
+            return [(None, {"fields": main}), ("Draft", {"fields": ["settings_yaml"]})]
         return [
             (None, {"fields": [*main, "status", "live_version"]}),
-            ("Diagram (live version, live counts)", {"fields": ["diagram", "totals"]}),
-            ("Draft", {"fields": ["definition_yaml"]}),
+            ("Diagram (live version, live counts)", {"fields": ["diagram", "totals", "lift"]}),
+            ("Draft", {"fields": ["settings_yaml"]}),
             ("Record", {"fields": ["created_at", "updated_at"]}),
         ]
+
+    @staticmethod
+    def journey_editable(request, journey: Journey | None) -> bool:
+        """The role's change permission, a grant on this journey, and not archived."""
+        if journey is None:
+            return request.user.has_perm("journeys.change_journey")
+        return journey.status != JourneyStatus.ARCHIVED and selectors.can_change(request.user, journey)
 
     def get_queryset(self, request):
         return selectors.journeys_for_user(request.user).select_related("live_version", "owner")
 
     def has_change_permission(self, request, obj=None) -> bool:
-        if obj is None:
-            return request.user.has_perm("journeys.change_journey")
-        return selectors.can_change(request.user, obj)
+        return self.journey_editable(request, obj)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # archive instead: enrollments and messages point at it
@@ -187,19 +329,31 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
         return request.user.has_perm("journeys.view_enrollment")
 
     def save_model(self, request, obj, form, change):
+        """Nothing yet: the journey and its steps are saved together in
+        save_related, once the steps' formset is at hand."""
+
+    def save_related(self, request, form, formsets, change):
+        steps_formset = next(f for f in formsets if f.model is JourneyStep)
+        # The rows are rebuilt by the service, not saved one by one: the admin log
+        # says "changed", and the journey's history holds the definition before and after.
+        steps_formset.new_objects, steps_formset.changed_objects, steps_formset.deleted_objects = [], [], []
+        self._save_journey_and_steps(request, form, steps_formset.steps, change)
+        for formset in formsets:
+            if formset is not steps_formset:
+                self.save_formset(request, form, formset, change)  # the read-only versions: a no-op
+
+    def _save_journey_and_steps(self, request, form, steps: list[dict], change: bool) -> None:
         names = ("name", "description", "message_class", "priority", "owner", "team")
         fields = {f: form.cleaned_data[f] for f in names}
-        definition = form.cleaned_data["definition_yaml"]
-        try:
-            if change:
-                services.journey_update(journey=obj, actor=request.user, definition=definition, **fields)
-            else:
-                fields["owner"] = fields["owner"] or request.user
-                saved = services.journey_create(key=form.cleaned_data["key"], actor=request.user,
-                                                definition=definition, **fields)
-                obj.pk = saved.pk
-        except (services.JourneyError, definitions.DefinitionError) as error:
-            raise ValidationError(str(error)) from None
+        settings = form.cleaned_data["settings_yaml"]
+        if change:
+            services.journey_steps_save(journey=form.instance, actor=request.user, settings=settings, steps=steps,
+                                        **fields)
+            return
+        fields["owner"] = fields["owner"] or request.user
+        saved = services.journey_create(key=form.cleaned_data["key"], actor=request.user,
+                                        definition={**settings, "steps": steps}, **fields)
+        form.instance.pk = saved.pk
 
     @display(description="Diagram")
     def diagram(self, journey: Journey) -> str:
@@ -210,6 +364,14 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
     def totals(self, journey: Journey) -> str:
         totals = selectors.journey_totals(journey)
         return format_html_join(" · ", "{}: {}", sorted(totals.items()))
+
+    @display(description="Holdout lift")
+    def lift(self, journey: Journey) -> str:
+        lift = selectors.holdout_lift(journey)
+        if not lift.overall.control_enrolled:
+            return "No holdout enrollments yet (set holdout_percent in the settings to measure lift)."
+        rows = [("All versions", lift.overall)] + [(f"v{n}", part) for n, part in lift.by_version.items()]
+        return format_html_join("", "<div>{}: {}</div>", ((label, lift_line(part)) for label, part in rows))
 
     def _back(self, object_id) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:journeys_journey_change", args=[object_id]))
@@ -265,6 +427,10 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
             messages.success(request, f"Enrolled {len(enrolled)} of {len(contacts)} (see Why not for the others).")
         return self._back(object_id)
 
+    @action(description="Enroll from CSV", url_path="enroll-csv-link", permissions=["publish"])
+    def open_enroll_csv(self, request: HttpRequest, object_id):
+        return HttpResponseRedirect(reverse("admin:journeys_journey_enroll_csv", args=[object_id]))
+
     @action(description="Simulate", url_path="simulate-link", permissions=["simulate"])
     def open_simulate(self, request: HttpRequest, object_id):
         return HttpResponseRedirect(reverse("admin:journeys_journey_simulate", args=[object_id]))
@@ -281,6 +447,8 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
                  name="journeys_journey_why_not"),
             path("<int:object_id>/diagram.svg", self.admin_site.admin_view(self.diagram_view),
                  name="journeys_journey_diagram"),
+            path("<int:object_id>/enroll-csv/", self.admin_site.admin_view(self.enroll_csv_view),
+                 name="journeys_journey_enroll_csv"),
         ]
         return custom + super().get_urls()
 
@@ -318,6 +486,84 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
                    "external_id": external_id, "reasons": reasons, "title": f"Why not: {journey.name}",
                    "opts": self.model._meta}
         return TemplateResponse(request, "journeys/why_not.html", context)
+
+
+    def enroll_csv_view(self, request, object_id):
+        """Upload, then confirm: the first POST reads the file and shows every
+        problem with its line; the second enrolls the contacts it named."""
+        journey = self._journey_or_404(request, object_id)
+        if not self.has_publish_permission(request, object_id):
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "journey": journey, "opts": self.model._meta,
+                   "title": f"Enroll contacts from a CSV file: {journey.name}",
+                   "max_rows": settings.JOURNEYS_ENROLL_CSV_MAX_ROWS}
+        if request.method == "POST" and "confirm" in request.POST:
+            context.update(self._enroll_confirmed(request, journey))
+        else:
+            form = EnrollCsvForm(request.POST or None, request.FILES or None)
+            context["form"] = form
+            if request.method == "POST" and form.is_valid():
+                read = form.cleaned_data["file"]
+                context.update(read=read, token=enroll_token(journey, read))
+        return TemplateResponse(request, "journeys/enroll_csv.html", context)
+
+    def _enroll_confirmed(self, request, journey: Journey) -> dict:
+        try:
+            planned = signing.loads(request.POST["confirm"], salt=ENROLL_SALT, max_age=ENROLL_TOKEN_MAX_AGE)
+        except signing.BadSignature:
+            return {"form": EnrollCsvForm(), "expired": True}
+        if planned["journey"] != journey.pk:
+            raise PermissionDenied
+        contacts = list(Contact.objects.filter(pk__in=planned["contacts"]))
+        try:
+            report = services.enrollments_enroll_report(journey=journey, contacts=contacts, actor=request.user)
+        except services.JourneyError as error:
+            messages.error(request, str(error))
+            return {"form": EnrollCsvForm()}
+        refused = [(contact, *report.refused.get(contact.pk, ("", ""))) for contact in contacts
+                   if contact.pk in report.refused]
+        return {"report": report, "refused": refused, "unknown": planned["unknown"], "bad": planned["bad"],
+                "control": sum(1 for e in report.entered if e.is_control)}
+
+
+ENROLL_SALT = "journeys.enroll-csv"
+ENROLL_TOKEN_MAX_AGE = 3600  # seconds between reading the file and confirming
+
+
+def enroll_token(journey: Journey, read: selectors.CsvContacts) -> str:
+    """What the confirmation enrolls, signed so the second request cannot
+    name other contacts or another journey (the file is not uploaded twice)."""
+    return signing.dumps({"journey": journey.pk, "contacts": [c.pk for c in read.contacts],
+                          "unknown": read.unknown, "bad": read.bad},
+                         salt=ENROLL_SALT, compress=True)
+
+
+def lift_line(lift: selectors.Lift) -> str:
+    """'treatment 10/40 (25.0 %) · control 2/20 (10.0 %) · lift +15.0 points (+150 %) · p = 0.17'."""
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.1f} %"
+
+    parts = [f"treatment {lift.treatment_converted}/{lift.treatment_enrolled} converted ({rate(lift.treatment_rate)})",
+             f"control {lift.control_converted}/{lift.control_enrolled} ({rate(lift.control_rate)})"]
+    if lift.absolute_lift is not None:
+        relative = "" if lift.relative_lift is None else f" ({lift.relative_lift * 100:+.0f} %)"
+        parts.append(f"lift {lift.absolute_lift * 100:+.1f} points{relative}")
+    if lift.p_value is not None:
+        parts.append(f"p = {lift.p_value:.3g}")
+    return " · ".join(parts)
+
+
+class EnrollCsvForm(forms.Form):
+    file = forms.FileField(help_text="A header line naming external_id, email or phone, then one contact a row")
+
+    def clean_file(self) -> selectors.CsvContacts:
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.JOURNEYS_ENROLL_CSV_MAX_BYTES:
+            raise ValidationError(f"The file is larger than {settings.JOURNEYS_ENROLL_CSV_MAX_BYTES:,} bytes.")
+        try:
+            return selectors.enrollment_csv_read(upload.read())
+        except selectors.CsvRefused as error:
+            raise ValidationError(f"Cannot read this file: {error}.") from None
 
 
 class SimulateForm(forms.Form):

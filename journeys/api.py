@@ -182,3 +182,164 @@ class JourneyImportView(APIView):
              "version_status": version.status if version else None},
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
+
+
+# --- Operators and integrations: enroll contacts, pause, resume, stats ----------------------------
+# The same keys as journeys as code (JOURNEYS_API_IMPORT_KEYS) may call these; support's
+# escalation journeys are read here but changed only through support. (Imports are local so
+# this section stays apart from the events views above.)
+
+from collections.abc import Callable  # noqa: E402
+
+_NOT_MANAGER = "this API key may not manage journeys (JOURNEYS_API_IMPORT_KEYS)"
+
+
+def _conflict(detail: str) -> Response:
+    return Response({"type": "client_error", "errors": [{"code": "conflict", "detail": detail, "attr": None}]},
+                    status=status.HTTP_409_CONFLICT)
+
+
+def _journey_to_change(request, key: str) -> Journey | Response:
+    """The journey this key may change, or the 403 to answer."""
+    if not key_may_manage_journeys(request.auth):
+        return _forbidden(_NOT_MANAGER)
+    journey = get_object_or_404(Journey, key=key)
+    if journey.key.startswith(PROTECTED_PREFIXES):
+        return _forbidden("support escalation journeys are managed in support")
+    return journey
+
+
+class EnrollmentsInSerializer(serializers.Serializer):
+    external_ids = serializers.ListField(
+        child=serializers.CharField(min_length=1, max_length=128), min_length=1,
+        max_length=settings.JOURNEYS_ENROLL_PER_REQUEST,
+    )
+
+
+class EnrollmentOutcomeSerializer(serializers.Serializer):
+    external_id = serializers.CharField()
+    outcome = serializers.CharField(help_text="entered, unknown_contact, or the entry rule that refused it "
+                                    "(reentry_rule, already_enrolled, ...)")
+    detail = serializers.CharField()
+    enrollment_id = serializers.IntegerField(allow_null=True)
+    control = serializers.BooleanField(help_text="In the holdout: tracked to the goal, sent nothing")
+
+
+class EnrollmentsOutSerializer(serializers.Serializer):
+    entered = serializers.IntegerField()
+    refused = serializers.IntegerField()
+    unknown = serializers.IntegerField()
+    results = EnrollmentOutcomeSerializer(many=True)
+
+
+UNKNOWN_CONTACT = "unknown_contact"
+
+
+class JourneyEnrollmentsView(APIView):
+    @extend_schema(
+        request=EnrollmentsInSerializer,
+        responses={202: EnrollmentsOutSerializer, 200: EnrollmentsOutSerializer,
+                   403: OpenApiResponse(description="Key not allowed, or a journey support owns"),
+                   409: OpenApiResponse(description="The journey is not active")},
+        operation_id="journeys_enroll",
+        description="Enroll contacts (by external id) now, as an operator would: re-entry rules apply and every "
+        "refusal is recorded. One outcome per contact, in the order given; unknown (or merged, erased) contacts "
+        "are reported, not enrolled. 202 when any entered (the next tick runs their first step), else 200.",
+    )
+    def post(self, request, key: str):
+        from consent.models import Contact
+
+        journey = _journey_to_change(request, key)
+        if isinstance(journey, Response):
+            return journey
+        serializer = EnrollmentsInSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        wanted = list(dict.fromkeys(serializer.validated_data["external_ids"]))
+        found = {c.external_id: c for c in Contact.objects.filter(external_id__in=wanted, merged_into__isnull=True,
+                                                                  erased_at__isnull=True)}
+        try:
+            report = services.enrollments_enroll_report(journey=journey, contacts=list(found.values()),
+                                                        actor=request.auth)
+        except services.JourneyError as error:
+            return _conflict(str(error))
+        results = []
+        for external_id in wanted:
+            if external_id not in found:
+                results.append({"external_id": external_id, "outcome": UNKNOWN_CONTACT, "detail": "no active contact "
+                                "has this external id", "enrollment_id": None, "control": False})
+                continue
+            outcome, detail, enrollment = report.outcome_of(found[external_id])
+            results.append({"external_id": external_id, "outcome": outcome, "detail": detail,
+                            "enrollment_id": enrollment.pk if enrollment else None,
+                            "control": bool(enrollment and enrollment.is_control)})
+        body = {"entered": len(report.entered), "refused": len(found) - len(report.entered),
+                "unknown": len(wanted) - len(found), "results": results}
+        return Response(body, status=status.HTTP_202_ACCEPTED if report.entered else status.HTTP_200_OK)
+
+
+class JourneyStateSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    status = serializers.CharField()
+
+
+class _JourneyTransitionView(APIView):
+    """Pause or resume (the subclass names the service)."""
+
+    transition: Callable[..., Journey]
+
+    def post(self, request, key: str):
+        journey = _journey_to_change(request, key)
+        if isinstance(journey, Response):
+            return journey
+        try:
+            journey = self.transition(journey=journey, actor=request.auth)
+        except services.JourneyError as error:
+            return _conflict(str(error))
+        return Response({"key": journey.key, "status": journey.status})
+
+
+class JourneyPauseView(_JourneyTransitionView):
+    transition = staticmethod(services.journey_pause)
+
+    @extend_schema(request=None, responses={200: JourneyStateSerializer, 409: OpenApiResponse(
+        description="Not active")}, operation_id="journeys_pause",
+        description="Pause: every enrollment keeps its place and the journey's waiting messages are held.")
+    def post(self, request, key: str):
+        return super().post(request, key)
+
+
+class JourneyResumeView(_JourneyTransitionView):
+    transition = staticmethod(services.journey_resume)
+
+    @extend_schema(request=None, responses={200: JourneyStateSerializer, 409: OpenApiResponse(
+        description="Not paused")}, operation_id="journeys_resume",
+        description="Resume: enrollments carry on by each step's rules (passed windows are skipped).")
+    def post(self, request, key: str):
+        return super().post(request, key)
+
+
+class JourneyStatsView(APIView):
+    @extend_schema(
+        responses={200: OpenApiResponse(description="totals, steps, lift (overall and by_version)"),
+                   403: OpenApiResponse(description="Key not allowed")},
+        operation_id="journeys_stats",
+        description="Enrollment totals by status; per step: waiting now, executed, sent, converted after passing "
+        "it; holdout lift (treatment against control: enrolled, converted, conversion rates, absolute and "
+        "relative lift, two-sided p-value of a two-proportion z-test), overall and per version. Rates and "
+        "lifts are fractions (0.25 = 25 %); null where there is nothing to divide by.",
+    )
+    def get(self, request, key: str):
+        from journeys import selectors
+
+        if not key_may_manage_journeys(request.auth):
+            return _forbidden(_NOT_MANAGER)
+        journey = get_object_or_404(Journey.objects.select_related("live_version"), key=key)
+        lift = selectors.holdout_lift(journey)
+        steps = {step: vars(counts) for step, counts in selectors.step_counts(journey).items()}
+        return Response({
+            "key": journey.key, "status": journey.status,
+            "live_version": journey.live_version.number if journey.live_version else None,
+            "totals": selectors.journey_totals(journey), "steps": steps,
+            "lift": {**lift.overall.as_dict(),
+                     "by_version": {str(n): part.as_dict() for n, part in lift.by_version.items()}},
+        })

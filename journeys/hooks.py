@@ -4,9 +4,10 @@ merge and erasure move or redact our rows."""
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Q
+from django.utils import timezone
 
 from consent.models import Contact
+from journeys.engine import enrollments_end
 from journeys.models import OPEN_ENROLLMENT, Enrollment, EnrollmentStatus, Event, Task
 
 REPLY_EVENT = "message.replied"
@@ -64,21 +65,29 @@ def reply_to_event(sender, inbound, **kwargs) -> None:
 
 def move_on_merge(survivor: Contact, merged: Contact) -> int:
     """Events and tasks move; the merged contact's open enrollments end
-    where the survivor already has one in the same journey, else move."""
+    (ended_at set, waiting messages cancelled) where the survivor already has
+    one open in the same journey and scope, else move."""
     moved = Event.objects.filter(contact=merged).update(contact=survivor)
     moved += Task.objects.filter(contact=merged).update(contact=survivor)
-    busy = Enrollment.objects.filter(contact=survivor, status__in=OPEN_ENROLLMENT).values("journey_id")
-    Enrollment.objects.filter(contact=merged, status__in=OPEN_ENROLLMENT, journey_id__in=busy).update(
-        status=EnrollmentStatus.EXITED, end_reason="contact merged", next_run_at=None
+    busy = set(
+        Enrollment.objects.filter(contact=survivor, status__in=OPEN_ENROLLMENT).values_list("journey_id", "scope_key")
     )
+    clashing = [
+        pk for pk, journey_id, scope_key in Enrollment.objects.filter(contact=merged, status__in=OPEN_ENROLLMENT)
+        .values_list("pk", "journey_id", "scope_key") if (journey_id, scope_key) in busy
+    ]
+    enrollments_end(enrollment_ids=clashing, status=EnrollmentStatus.EXITED, reason="contact merged",
+                    now=timezone.now())
     moved += Enrollment.objects.filter(contact=merged).update(contact=survivor)
     return moved
 
 
 def redact_on_erase(contact: Contact) -> None:
+    """Open enrollments end (their waiting messages are cancelled) before
+    what they carried is redacted."""
+    open_ids = list(Enrollment.objects.filter(contact=contact, status__in=OPEN_ENROLLMENT).values_list("pk", flat=True))
+    enrollments_end(enrollment_ids=open_ids, status=EnrollmentStatus.EXITED, reason="contact erased",
+                    now=timezone.now())
     Event.objects.filter(contact=contact).update(properties={"redacted": True})
     Enrollment.objects.filter(contact=contact).update(context={"redacted": True})
-    Enrollment.objects.filter(contact=contact, status__in=OPEN_ENROLLMENT).update(
-        status=EnrollmentStatus.EXITED, end_reason="contact erased", next_run_at=None
-    )
-    Task.objects.filter(Q(contact=contact)).update(description="")
+    Task.objects.filter(contact=contact).update(description="")

@@ -98,6 +98,54 @@ class Journey(models.Model):
         return self.name
 
 
+class JourneyStep(models.Model):
+    """One step of a journey's draft, as the editor shows it (one row each).
+    `Journey.definition` stays what the engine and publish read: these rows
+    are rebuilt from it whenever it is written, and the editor writes it
+    back from them through one service, so the two never disagree. The
+    common settings have their own columns; the rest of the step (branches,
+    conditions, timeouts...) is in `options`."""
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField(default=0, help_text="Order in the journey; the first step starts it")
+    key = models.CharField(max_length=100)
+    type = models.CharField(max_length=32)
+    next = models.CharField(max_length=100, blank=True, default="", help_text="Empty: the step listed after it")
+    template = models.CharField(max_length=100, blank=True, default="", help_text="Send steps")
+    duration = models.CharField(max_length=50, blank=True, default="", help_text="Wait steps, e.g. 1d or 24h")
+    options = models.JSONField(default=dict, blank=True, help_text="The step's other settings")
+
+    class Meta:
+        ordering = ["journey", "position", "id"]
+        indexes = [models.Index(fields=["journey", "position"], name="journey_step_position_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.journey_id}:{self.key}"
+
+    @classmethod
+    def from_step(cls, journey: Journey, position: int, step: dict) -> JourneyStep:
+        """A row holding exactly this step: a setting goes in its column only
+        when it is text that fits, else it stays in `options` as given."""
+        options = {k: v for k, v in step.items() if k not in ("key", "type")}
+        columns = {}
+        for name in STEP_COLUMNS:
+            value = options.get(name)
+            if isinstance(value, str) and value and len(value) <= cls._meta.get_field(name).max_length:
+                columns[name] = options.pop(name)
+        return cls(journey=journey, position=position, key=step["key"], type=step["type"], options=options, **columns)
+
+    def as_step(self) -> dict:
+        """The step as the definition holds it (the inverse of from_step)."""
+        step: dict = {"key": self.key, "type": self.type}
+        step.update({name: getattr(self, name) for name in STEP_COLUMNS if getattr(self, name)})
+        step.update(self.options)
+        return step
+
+
+# The step settings JourneyStep keeps in their own columns (the rest stay in `options`).
+STEP_COLUMNS = ("template", "duration", "next")
+
+
 class VersionStatus(models.TextChoices):
     IN_REVIEW = "in_review", "In review"
     APPROVED = "approved", "Approved"

@@ -1,15 +1,21 @@
 """Reads that need thought: who may see and change which journeys, the live
-counts behind the diagram, and "why not" from recorded decisions."""
+counts behind the diagram, holdout lift, a CSV of contacts to enroll, and
+"why not" from recorded decisions."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
-from dataclasses import dataclass
+import io
+import math
+from dataclasses import dataclass, field
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
-from consent.models import Contact
+from consent.models import Contact, normalise_phone
 from journeys.models import (
     OPEN_ENROLLMENT,
     Enrollment,
@@ -104,6 +110,199 @@ def journey_totals(journey: Journey) -> dict[str, int]:
     totals.update(dict(rows))
     totals["control"] = Enrollment.objects.filter(journey=journey, is_control=True).count()
     return totals
+
+
+# --- Holdout lift ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lift:
+    """Treatment (sent the journey) against control (the holdout, sent
+    nothing), both tracked to the goal. Rates and lifts are fractions
+    (0.25 = 25 %); None where there is nothing to divide by."""
+
+    treatment_enrolled: int = 0
+    treatment_converted: int = 0
+    control_enrolled: int = 0
+    control_converted: int = 0
+
+    @property
+    def treatment_rate(self) -> float | None:
+        return self.treatment_converted / self.treatment_enrolled if self.treatment_enrolled else None
+
+    @property
+    def control_rate(self) -> float | None:
+        return self.control_converted / self.control_enrolled if self.control_enrolled else None
+
+    @property
+    def absolute_lift(self) -> float | None:
+        if self.treatment_rate is None or self.control_rate is None:
+            return None
+        return self.treatment_rate - self.control_rate
+
+    @property
+    def relative_lift(self) -> float | None:
+        if self.absolute_lift is None or not self.control_rate:
+            return None
+        return self.absolute_lift / self.control_rate
+
+    @property
+    def p_value(self) -> float | None:
+        return two_proportion_p_value(self.treatment_converted, self.treatment_enrolled,
+                                      self.control_converted, self.control_enrolled)
+
+    def __add__(self, other: Lift) -> Lift:
+        return Lift(self.treatment_enrolled + other.treatment_enrolled,
+                    self.treatment_converted + other.treatment_converted,
+                    self.control_enrolled + other.control_enrolled,
+                    self.control_converted + other.control_converted)
+
+    def as_dict(self) -> dict[str, int | float | None]:
+        return {
+            "treatment": {"enrolled": self.treatment_enrolled, "converted": self.treatment_converted,
+                          "conversion_rate": self.treatment_rate},
+            "control": {"enrolled": self.control_enrolled, "converted": self.control_converted,
+                        "conversion_rate": self.control_rate},
+            "absolute_lift": self.absolute_lift, "relative_lift": self.relative_lift, "p_value": self.p_value,
+        }
+
+
+def two_proportion_p_value(converted_a: int, enrolled_a: int, converted_b: int, enrolled_b: int) -> float | None:
+    """Two-sided p-value of the pooled two-proportion z-test: how likely a
+    difference at least this large is if both groups convert alike. None
+    without both groups; 1.0 when both rates are 0 % or both 100 %."""
+    if not enrolled_a or not enrolled_b:
+        return None
+    pooled = (converted_a + converted_b) / (enrolled_a + enrolled_b)
+    variance = pooled * (1 - pooled) * (1 / enrolled_a + 1 / enrolled_b)
+    if variance == 0:
+        return 1.0
+    z = (converted_a / enrolled_a - converted_b / enrolled_b) / math.sqrt(variance)
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+@dataclass(frozen=True)
+class JourneyLift:
+    overall: Lift
+    by_version: dict[int, Lift]  # version number -> its enrollments only
+
+
+def holdout_lift(journey: Journey) -> JourneyLift:
+    """Enrolled and converted per group, overall and per version, in one
+    aggregate query. Open enrollments count as enrolled, not (yet) converted."""
+    rows = (
+        Enrollment.objects.filter(journey=journey).values_list("version__number", "is_control")
+        .annotate(enrolled=Count("pk"), converted=Count("pk", filter=Q(status=EnrollmentStatus.CONVERTED)))
+        .order_by("version__number", "is_control")
+    )
+    by_version: dict[int, Lift] = {}
+    for number, is_control, enrolled, converted in rows:
+        part = Lift(control_enrolled=enrolled, control_converted=converted) if is_control else Lift(enrolled, converted)
+        by_version[number] = by_version.get(number, Lift()) + part
+    return JourneyLift(overall=sum(by_version.values(), Lift()), by_version=by_version)
+
+
+# --- Contacts to enroll from a CSV file ---------------------------------------------------
+
+IDENTIFIER_COLUMNS = ("external_id", "email", "phone")
+
+
+class CsvRefused(ValueError):
+    """The whole file cannot be read (no header, too big, too many rows)."""
+
+
+@dataclass(frozen=True)
+class CsvProblem:
+    line: int
+    kind: str  # "unknown": no such (active) contact; "bad": the row itself is wrong
+    message: str
+
+
+@dataclass
+class CsvContacts:
+    contacts: list[Contact] = field(default_factory=list)
+    problems: list[CsvProblem] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def unknown(self) -> int:
+        return sum(1 for p in self.problems if p.kind == "unknown")
+
+    @property
+    def bad(self) -> int:
+        return sum(1 for p in self.problems if p.kind == "bad")
+
+
+def enrollment_csv_read(data: bytes) -> CsvContacts:
+    """The contacts a CSV names, one a row, by the first of external_id,
+    email, phone the row fills (the header must name at least one), with
+    every row that names nobody known, or is malformed, as a located problem.
+    Contacts are looked up in one query per identifier column."""
+    if len(data) > settings.JOURNEYS_ENROLL_CSV_MAX_BYTES:
+        raise CsvRefused(f"the file is larger than {settings.JOURNEYS_ENROLL_CSV_MAX_BYTES:,} bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CsvRefused("the file is not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [cell.strip().lower() for cell in next(reader, [])]
+    if not set(IDENTIFIER_COLUMNS) & set(header):
+        raise CsvRefused("the first line must be a header naming a column external_id, email or phone")
+    result, wanted = CsvContacts(), []  # wanted: (line, column, value)
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        result.rows += 1
+        if result.rows > settings.JOURNEYS_ENROLL_CSV_MAX_ROWS:
+            raise CsvRefused(f"more than {settings.JOURNEYS_ENROLL_CSV_MAX_ROWS:,} rows")
+        identified = _csv_identifier(reader.line_num, header, row)
+        if isinstance(identified, CsvProblem):
+            result.problems.append(identified)
+        else:
+            wanted.append(identified)
+    _resolve_csv_contacts(result, wanted)
+    return result
+
+
+def _csv_identifier(line: int, header: list[str], row: list[str]) -> tuple[int, str, str] | CsvProblem:
+    if len(row) > len(header):
+        return CsvProblem(line, "bad", f"{len(row)} cells but the header names {len(header)} columns")
+    cells = dict(zip(header, (cell.strip() for cell in row), strict=False))
+    column = next((c for c in IDENTIFIER_COLUMNS if cells.get(c)), None)
+    if column is None:
+        return CsvProblem(line, "bad", "no external_id, email or phone on this row")
+    value = cells[column]
+    if column == "email":
+        value = value.lower()
+    elif column == "phone":
+        try:
+            value = normalise_phone(value)
+        except ValidationError as error:
+            return CsvProblem(line, "bad", error.messages[0])
+    return line, column, value
+
+
+def _resolve_csv_contacts(result: CsvContacts, wanted: list[tuple[int, str, str]]) -> None:
+    found: dict[tuple[str, str], Contact] = {}
+    for column in IDENTIFIER_COLUMNS:
+        values = {value for _, c, value in wanted if c == column}
+        if values:
+            for contact in Contact.objects.filter(**{f"{column}__in": values}).select_related("merged_into"):
+                found[(column, getattr(contact, column))] = contact
+    seen: set[int] = set()
+    for line, column, value in wanted:
+        contact = found.get((column, value))
+        if contact is None:
+            result.problems.append(CsvProblem(line, "unknown", f"no contact has {column} {value!r}"))
+        elif contact.merged_into_id:
+            result.problems.append(CsvProblem(
+                line, "unknown", f"{value!r} was merged into {contact.merged_into.external_id!r}: name that one"))
+        elif contact.erased_at:
+            result.problems.append(CsvProblem(line, "unknown", f"{value!r} was erased"))
+        elif contact.pk not in seen:  # a contact named twice is enrolled once
+            seen.add(contact.pk)
+            result.contacts.append(contact)
+    result.problems.sort(key=lambda p: p.line)
 
 
 # --- Why not ---------------------------------------------------------------------------

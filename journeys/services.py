@@ -7,6 +7,7 @@ journeys.engine; both are re-exported here as the app's public surface."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -27,8 +28,11 @@ from journeys.models import (
     VERSION_TRANSITIONS,
     Enrollment,
     EnrollmentStatus,
+    EntryDecision,
+    EntryOutcome,
     Journey,
     JourneyStatus,
+    JourneyStep,
     JourneyVersion,
     Task,
     TaskStatus,
@@ -37,8 +41,8 @@ from journeys.models import (
 from journeys.tick_hooks import run_tick_hooks
 
 __all__ = [
-    "EventIn", "IngestResult", "JourneyError", "advance", "enrollment_exit", "enrollment_start", "enrollments_enroll",
-    "events_ingest",
+    "EnrollReport", "EventIn", "IngestResult", "JourneyError", "advance", "enrollment_exit", "enrollment_start",
+    "enrollments_enroll", "enrollments_enroll_report", "events_ingest", "journey_steps_save",
     "journey_archive", "journey_create", "journey_pause", "journey_publish", "journey_resume", "journey_update",
     "journey_version_approve", "enrollments_exit_unsubscribed", "journey_version_reject", "process_events",
     "run_until_idle", "task_complete", "template_problem",
@@ -67,8 +71,33 @@ def template_problem(template_key: str) -> str:
     return ""
 
 
+def template_unknown(template_key: str) -> str:
+    """'' if the template exists (a draft may use one not approved yet)."""
+    from templates.models import Template
+
+    return "" if Template.objects.filter(key=template_key).exists() else f"unknown template {template_key!r}"
+
+
 def validate_definition(definition: Any, *, check_templates: bool = True) -> list[definitions.Problem]:
-    return definitions.validate(definition, template_check=template_problem if check_templates else None)
+    problems = definitions.validate(definition, template_check=template_problem if check_templates else None)
+    return problems + _step_row_problems(definition)
+
+
+def validate_draft(definition: Any) -> list[definitions.Problem]:
+    """The editor's check: everything activation checks except that a
+    template has an approved version (a draft may wait for one)."""
+    return definitions.validate(definition, template_check=template_unknown) + _step_row_problems(definition)
+
+
+def _step_row_problems(definition: Any) -> list[definitions.Problem]:
+    """What the editor's step rows (and enrollments' current_step) cannot hold."""
+    steps = definition.get("steps") if isinstance(definition, dict) else None
+    limit = JourneyStep._meta.get_field("key").max_length
+    return [
+        definitions.Problem(f"steps[{index}] ({step['key']}).key", f"at most {limit} characters")
+        for index, step in enumerate(steps if isinstance(steps, list) else [])
+        if isinstance(step, dict) and isinstance(step.get("key"), str) and len(step["key"]) > limit
+    ]
 
 
 def _require_valid(definition: Any, *, check_templates: bool) -> None:
@@ -104,6 +133,7 @@ def journey_create(
         )
         journey._change_reason = f"created by {actor_label(actor)}"
         journey.save()
+        _rebuild_steps(journey)
         for perm in OBJECT_PERMS:
             if owner is not None:
                 assign_perm(perm, owner, journey)
@@ -135,8 +165,30 @@ def journey_update(*, journey: Journey, actor: Actor, definition: dict | None = 
     if editor not in journey.draft_editors:
         journey.draft_editors = [*journey.draft_editors, editor]
     journey._change_reason = f"edited by {actor_label(actor)}"
-    journey.save(update_fields=[*fields.keys(), "draft_editors", "updated_at"])
+    with transaction.atomic():
+        journey.save(update_fields=[*fields.keys(), "draft_editors", "updated_at"])
+        if definition is not None:
+            _rebuild_steps(journey)
     return journey
+
+
+def journey_steps_save(
+    *, journey: Journey, actor: Actor, settings: dict[str, Any], steps: list[dict], **fields: Any
+) -> Journey:
+    """The editor's save: the journey-level settings and the steps (in
+    order, as its rows give them) become the draft definition, validated
+    like any other; the rows are then rebuilt from it."""
+    definition = {**{k: v for k, v in settings.items() if k != "steps"}, "steps": steps}
+    return journey_update(journey=journey, actor=actor, definition=definition, **fields)
+
+
+def _rebuild_steps(journey: Journey) -> None:
+    """The editor's rows from the definition (its one writer is this module)."""
+    JourneyStep.objects.filter(journey=journey).delete()
+    JourneyStep.objects.bulk_create(
+        JourneyStep.from_step(journey, position, step)
+        for position, step in enumerate(journey.definition.get("steps") or [])
+    )
 
 
 def needs_approval(message_class: str) -> bool:
@@ -284,6 +336,39 @@ def enrollments_enroll(
         return enroll(
             [Candidate(journey, contact, now, None, {"enrolled_by": actor_label(actor)}) for contact in contacts], now
         )
+
+
+@dataclass
+class EnrollReport:
+    """What a manual enrollment did: who entered, and why each other contact
+    was refused (the EntryDecision's outcome and detail)."""
+
+    entered: list[Enrollment] = field(default_factory=list)
+    refused: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def outcome_of(self, contact: Contact) -> tuple[str, str, Enrollment | None]:
+        for enrollment in self.entered:
+            if enrollment.contact_id == contact.pk:
+                return EntryOutcome.ENTERED, "control group (holdout)" if enrollment.is_control else "", enrollment
+        outcome, detail = self.refused.get(contact.pk, (EntryOutcome.ALREADY_ENROLLED, ""))
+        return outcome, detail, None
+
+
+def enrollments_enroll_report(
+    *, journey: Journey, contacts: list[Contact], actor: Actor, now: dt.datetime | None = None
+) -> EnrollReport:
+    """enrollments_enroll, answering for every contact (CSV upload, API):
+    the refusals are read back from the entry decisions it recorded."""
+    now = now or timezone.now()
+    contacts = list({c.pk: c for c in contacts}.values())
+    entered = enrollments_enroll(journey=journey, contacts=contacts, actor=actor, now=now)
+    entered_ids = {e.contact_id for e in entered}
+    decisions = EntryDecision.objects.filter(
+        journey=journey, event__isnull=True, decided_at=now, contact_id__in=[c.pk for c in contacts]
+    ).exclude(outcome=EntryOutcome.ENTERED).values_list("contact_id", "outcome", "detail")
+    refused = {contact_id: (outcome, detail) for contact_id, outcome, detail in decisions
+               if contact_id not in entered_ids}
+    return EnrollReport(entered=entered, refused=refused)
 
 
 def enrollment_start(

@@ -7,5 +7,9 @@ api_urlpatterns: list = [
     path("events/", api.EventsView.as_view(), name="api-events"),
     path("journeys/import/", api.JourneyImportView.as_view(), name="api-journey-import"),
     path("journeys/<slug:key>/export/", api.JourneyExportView.as_view(), name="api-journey-export"),
+    path("journeys/<slug:key>/enrollments/", api.JourneyEnrollmentsView.as_view(), name="api-journey-enrollments"),
+    path("journeys/<slug:key>/pause/", api.JourneyPauseView.as_view(), name="api-journey-pause"),
+    path("journeys/<slug:key>/resume/", api.JourneyResumeView.as_view(), name="api-journey-resume"),
+    path("journeys/<slug:key>/stats/", api.JourneyStatsView.as_view(), name="api-journey-stats"),
 ]
 urlpatterns: list = []
