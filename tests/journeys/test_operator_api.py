@@ -48,7 +48,8 @@ def test_enrolling_answers_each_contacts_outcome(manager, journey):
     assert entered["enrollment_id"] == Enrollment.objects.get(contact=first).pk
     assert ghost == {"external_id": "ghost", "outcome": "unknown_contact",
                      "detail": "no active contact has this external id", "enrollment_id": None, "control": False}
-    assert (refused["outcome"], refused["detail"]) == ("already_enrolled", "an enrollment in this journey is still open")
+    assert (refused["outcome"], refused["detail"]) == (
+        "already_enrolled", "an enrollment in this journey is still open")
     assert EntryDecision.objects.filter(contact=second, outcome="already_enrolled").exists()
 
 

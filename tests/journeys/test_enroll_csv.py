@@ -1,0 +1,137 @@
+"""Manual enrollment from a CSV upload in the admin: the file is read and
+every problem listed by line, then the operator confirms and the contacts
+it named are enrolled through enrollments_enroll (re-entry rules apply)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from journeys import services
+from journeys.models import Enrollment, EntryDecision
+from tests.consent.factories import ContactFactory
+from tests.journeys.factories import live_journey
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("email_template")]
+
+STEPS = [{"key": "mail", "type": "send", "template": "welcome-email"},
+         {"key": "pause", "type": "wait", "duration": "1d"}]
+
+
+@pytest.fixture
+def journey(db):
+    return live_journey("onb", STEPS, trigger={"event": "user.signed_up"})
+
+
+def upload(client, journey, text: str):
+    url = reverse("admin:journeys_journey_enroll_csv", args=[journey.pk])
+    return client.post(url, {"file": SimpleUploadedFile("contacts.csv", text.encode(), content_type="text/csv")})
+
+
+def confirm(client, journey, preview):
+    token = re.search(r'name="confirm" value="([^"]+)"', preview.content.decode()).group(1)
+    return client.post(reverse("admin:journeys_journey_enroll_csv", args=[journey.pk]), {"confirm": token})
+
+
+def text_of(response) -> str:
+    return re.sub(r"\s+", " ", response.content.decode().replace("&#x27;", "'"))
+
+
+def test_the_file_is_read_with_each_problem_by_line_and_enrolled_only_on_confirmation(admin_client, journey):
+    first, second = ContactFactory(), ContactFactory()
+    csv_text = (f"External_ID,name\n{first.external_id},Ana\nghost,Nobody\n\n{second.external_id},Bo\n"
+                f"a,b,c\n{first.external_id},Ana again\n,Someone\n")
+
+    preview = upload(admin_client, journey, csv_text)
+
+    page = text_of(preview)
+    assert "Read 6 rows" in page
+    assert "To enroll: 2" in page and "Unknown contacts: 1" in page and "Bad rows: 2" in page
+    assert "<td>3</td><td>unknown contact</td><td>no contact has external_id 'ghost'</td>" in page
+    assert "<td>6</td><td>bad row</td><td>3 cells but the header names 2 columns</td>" in page
+    assert "<td>8</td><td>bad row</td><td>no external_id, email or phone on this row</td>" in page
+    assert "Enroll 2 contacts, skipping the rows listed above" in page
+    assert not Enrollment.objects.exists()
+
+    result = text_of(confirm(admin_client, journey, preview))
+
+    assert "Entered: 2" in result
+    assert "Refused by rule: 0" in result
+    assert "Unknown contacts (not enrolled): 1" in result
+    assert "Bad rows (not enrolled): 2" in result
+    assert set(Enrollment.objects.values_list("contact", flat=True)) == {first.pk, second.pk}
+    assert EntryDecision.objects.filter(outcome="entered", event__isnull=True).count() == 2
+
+
+def test_contacts_are_found_by_email_or_phone_and_the_reentry_rule_still_refuses(admin_client, journey, t0):
+    again, new, merged_away = ContactFactory(), ContactFactory(), ContactFactory()
+    services.enrollments_enroll(journey=journey, contacts=[again], actor="earlier", now=t0)
+    merged_away.merged_into = new
+    merged_away.save(update_fields=["merged_into"])
+    csv_text = (f"email,phone\n{again.email.upper()},\n,{new.phone}\n,not-a-phone\n"
+                f"{merged_away.email},\n")
+
+    preview = upload(admin_client, journey, csv_text)
+    page = text_of(preview)
+    result = text_of(confirm(admin_client, journey, preview))
+
+    assert "To enroll: 2" in page
+    assert "<td>4</td><td>bad row</td><td>'not-a-phone' is not a phone number" in page
+    assert f"was merged into '{new.external_id}'" in page
+    assert "Entered: 1" in result and "Refused by rule: 1" in result
+    assert (f"<td>{again.external_id}</td><td>already_enrolled</td>"
+            "<td>an enrollment in this journey is still open</td>") in result
+    assert Enrollment.objects.filter(contact=new).exists()
+    assert Enrollment.objects.filter(contact=again).count() == 1
+
+
+def test_a_file_without_a_header_too_large_or_too_long_is_refused_whole(admin_client, journey, settings):
+    contacts = ContactFactory.create_batch(3)
+    no_header = upload(admin_client, journey, "\n".join(c.external_id for c in contacts))
+    settings.JOURNEYS_ENROLL_CSV_MAX_ROWS = 2
+    too_long = upload(admin_client, journey, "external_id\n" + "\n".join(c.external_id for c in contacts))
+    settings.JOURNEYS_ENROLL_CSV_MAX_BYTES = 10
+    too_big = upload(admin_client, journey, "external_id\n" + contacts[0].external_id)
+
+    assert "the first line must be a header naming a column external_id, email or phone" in text_of(no_header)
+    assert "more than 2 rows" in text_of(too_long)
+    assert "The file is larger than 10 bytes." in text_of(too_big)
+    assert 'name="confirm"' not in text_of(too_long)
+
+
+def test_an_altered_confirmation_enrolls_nobody(admin_client, journey):
+    preview = upload(admin_client, journey, f"external_id\n{ContactFactory().external_id}\n")
+    token = re.search(r'name="confirm" value="([^"]+)"', preview.content.decode()).group(1)
+
+    response = admin_client.post(reverse("admin:journeys_journey_enroll_csv", args=[journey.pk]),
+                                 {"confirm": token[:-2] + "xx"})
+
+    assert "The confirmation expired or was altered" in text_of(response)
+    assert not Enrollment.objects.exists()
+
+
+def test_only_someone_who_may_publish_the_journey_uploads(client, operator, marketer, journey):
+    url = reverse("admin:journeys_journey_enroll_csv", args=[journey.pk])
+    mine = live_journey("mine", STEPS)
+    services.journey_update(journey=mine, actor="x", owner=marketer)
+
+    client.force_login(operator)
+    operator_answer = client.get(url)
+    client.force_login(marketer)
+    not_theirs = client.get(url)
+    theirs = client.get(reverse("admin:journeys_journey_enroll_csv", args=[mine.pk]))
+
+    assert (operator_answer.status_code, not_theirs.status_code, theirs.status_code) == (403, 403, 200)
+
+
+def test_a_paused_journey_takes_no_csv_enrollment(admin_client, journey):
+    preview = upload(admin_client, journey, f"external_id\n{ContactFactory().external_id}\n")
+    services.journey_pause(journey=journey, actor="ops")
+
+    response = confirm(admin_client, journey, preview)
+
+    assert "only an active journey takes enrollments" in text_of(response)
+    assert not Enrollment.objects.exists()
