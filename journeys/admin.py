@@ -234,7 +234,14 @@ class StepInline(TabularInline):
         return 0 if obj is not None and obj.steps.exists() else 1
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("journeys.view_journey") or self.has_change_permission(request, obj)
+        if obj is None:
+            return request.user.has_perm("journeys.view_journey") or self.has_change_permission(request)
+        return selectors.journeys_for_user(request.user).filter(pk=obj.pk).exists()
+
+    @display(description="Other settings")
+    def options_yaml(self, step: JourneyStep) -> str:
+        """The read-only view of the options (an editable row shows the form field)."""
+        return format_html("<pre>{}</pre>", yaml.safe_dump(step.options, sort_keys=False)) if step.options else "-"
 
     def has_change_permission(self, request, obj=None) -> bool:
         return JourneyAdmin.journey_editable(request, obj)
@@ -420,11 +427,12 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
         journey = get_object_or_404(Journey, pk=object_id)
         contacts = form.cleaned_data["external_ids"]
         try:
-            enrolled = services.enrollments_enroll(journey=journey, contacts=contacts, actor=request.user)
+            report = services.enrollments_enroll_report(journey=journey, contacts=contacts, actor=request.user)
         except services.JourneyError as error:
             messages.error(request, str(error))
         else:
-            messages.success(request, f"Enrolled {len(enrolled)} of {len(contacts)} (see Why not for the others).")
+            messages.success(request, f"Entered: {len(report.entered)}; refused by rule: {len(report.refused)} "
+                                      "(Why not? says why for each).")
         return self._back(object_id)
 
     @action(description="Enroll from CSV", url_path="enroll-csv-link", permissions=["publish"])

@@ -256,8 +256,11 @@ def test_manual_enrollment_from_the_admin_by_pasted_external_ids(admin_client, j
     admin_client.post(url, {"external_ids": f"external_id\n{first.external_id},{second.external_id}",
                             "_form_submitted": "1"})
 
+    again = admin_client.post(url, {"external_ids": first.external_id, "_form_submitted": "1"}, follow=True)
+
     assert b"Unknown external ids: ghost" in refused.content
     assert set(Enrollment.objects.values_list("contact", flat=True)) == {first.pk, second.pk}
+    assert "Entered: 0; refused by rule: 1" in again.content.decode()
 
 
 def test_event_processing_costs_the_same_queries_for_ten_or_forty_events(journey, t0):

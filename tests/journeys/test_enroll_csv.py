@@ -135,3 +135,17 @@ def test_a_paused_journey_takes_no_csv_enrollment(admin_client, journey):
 
     assert "only an active journey takes enrollments" in text_of(response)
     assert not Enrollment.objects.exists()
+
+
+def test_confirming_costs_the_same_queries_for_five_or_twenty_contacts(admin_client, journey):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for(n: int) -> int:
+        contacts = ContactFactory.create_batch(n)
+        preview = upload(admin_client, journey, "external_id\n" + "\n".join(c.external_id for c in contacts))
+        with CaptureQueriesContext(connection) as captured:
+            assert f"Entered: {n}" in text_of(confirm(admin_client, journey, preview))
+        return len(captured)
+
+    assert queries_for(5) == queries_for(20)

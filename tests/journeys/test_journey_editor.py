@@ -255,6 +255,7 @@ def test_an_archived_journeys_steps_are_read_only(admin_client, journey):
 
     assert page.status_code == 200
     assert 'name="steps-1-duration"' not in page.content.decode()
+    assert "contact.plan" in page.content.decode(), "a read-only row still shows its other settings"
 
 
 def test_import_and_update_rebuild_the_rows(journey):

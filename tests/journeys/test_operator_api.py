@@ -146,3 +146,19 @@ def test_keys_not_listed_are_refused_and_support_journeys_are_not_changed(api, m
 def test_an_unknown_journey_is_404_and_no_key_is_401(manager, client):
     assert manager.get("/api/v1/journeys/ghost/stats/").status_code == 404
     assert client.post("/api/v1/journeys/ghost/pause/").status_code == 401
+
+
+def test_enrolling_by_api_and_reading_stats_cost_the_same_queries_for_five_or_twenty(manager, journey):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for(n: int) -> tuple[int, int]:
+        ids = [c.external_id for c in ContactFactory.create_batch(n)]
+        with CaptureQueriesContext(connection) as enrolling:
+            assert manager.post("/api/v1/journeys/onb/enrollments/", {"external_ids": ids},
+                                format="json").json()["entered"] == n
+        with CaptureQueriesContext(connection) as reading:
+            assert manager.get("/api/v1/journeys/onb/stats/").status_code == 200
+        return len(enrolling), len(reading)
+
+    assert queries_for(5) == queries_for(20)
