@@ -236,7 +236,9 @@ class StepInline(TabularInline):
     def has_view_permission(self, request, obj=None) -> bool:
         if obj is None:
             return request.user.has_perm("journeys.view_journey") or self.has_change_permission(request)
-        return selectors.journeys_for_user(request.user).filter(pk=obj.pk).exists()
+        # The journey page itself is only served for journeys the user may see.
+        return JourneyAdmin.journey_editable(request, obj) or request.user.has_perm("journeys.view_journey") or \
+            selectors.journeys_for_user(request.user).filter(pk=obj.pk).exists()
 
     @display(description="Other settings")
     def options_yaml(self, step: JourneyStep) -> str:
@@ -308,10 +310,15 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
 
     @staticmethod
     def journey_editable(request, journey: Journey | None) -> bool:
-        """The role's change permission, a grant on this journey, and not archived."""
+        """The role's change permission, a grant on this journey, and not
+        archived. Remembered for the request: the admin asks for the page and
+        for each inline several times."""
         if journey is None:
             return request.user.has_perm("journeys.change_journey")
-        return journey.status != JourneyStatus.ARCHIVED and selectors.can_change(request.user, journey)
+        asked = request.__dict__.setdefault("_journeys_editable", {})
+        if journey.pk not in asked:
+            asked[journey.pk] = journey.status != JourneyStatus.ARCHIVED and selectors.can_change(request.user, journey)
+        return asked[journey.pk]
 
     def get_queryset(self, request):
         return selectors.journeys_for_user(request.user).select_related("live_version", "owner")

@@ -303,3 +303,18 @@ def test_the_migration_backfills_rows_from_definitions_and_reverses(journey):
 
     migration.drop_steps(apps, None)
     assert not JourneyStep.objects.exists()
+
+
+def test_the_journey_page_costs_the_same_queries_for_two_or_eight_steps(admin_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for(n: int) -> int:
+        steps = [{"key": f"wait-{i}", "type": "wait", "duration": "1d"} for i in range(n)]
+        journey = live_journey(f"steps-{n}", steps, holdout_percent=10)
+        with CaptureQueriesContext(connection) as captured:
+            page = admin_client.get(change_url(journey))
+        assert f'name="steps-{n - 1}-duration"' in page.content.decode()
+        return len(captured)
+
+    assert queries_for(2) == queries_for(8)
