@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -123,6 +123,22 @@ def note_sent(contact_id: int, messages: Iterable) -> None:
                  "counted_at": counted_at(message), "origin_journey_version_id": message.origin_journey_version_id}
             )
     cache.pending[contact_id] = [p for p in cache.pending.get(contact_id, []) if p["pk"] != _enrollment_of(messages)]
+
+
+def checkpoint(contact_id: int) -> Callable[[], None]:
+    """What the tick cache holds for this contact now; the returned function
+    puts it back (a step that failed is undone, the sends it noted too)."""
+    cache = _cache.get()
+    if cache is None:
+        return lambda: None
+    messages = list(cache.messages.get(contact_id, []))
+    pending = list(cache.pending.get(contact_id, []))
+
+    def restore() -> None:
+        cache.messages[contact_id] = messages
+        cache.pending[contact_id] = pending
+
+    return restore
 
 
 def _enrollment_of(messages: Iterable) -> int | None:

@@ -22,9 +22,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, Value, When
 
+from channels.services import SendBatch
 from consent import policy
 from journeys import caps
-from journeys.definition import END, first_step, steps_by_key, successors
+from journeys.definition import END, first_step, steps_by_key, successors, template_keys
 from journeys.models import (
     OPEN_ENROLLMENT,
     Enrollment,
@@ -56,6 +57,8 @@ class Batch:
     events: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
     outcomes: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
     facts: policy.GateFacts | None = None
+    # The batch's sends, decided as they come and written together (None: each send writes at once).
+    sends: SendBatch | None = None
     executions: list[StepExecution] = field(default_factory=list)
     # Enrollments this batch ended as exited or converted: their waiting messages are cancelled.
     stopped: list[int] = field(default_factory=list)
@@ -122,7 +125,32 @@ def load_batch(enrollments: list[Enrollment], now: dt.datetime) -> Batch:
         batch.outcomes[row["origin_enrollment_id"]].append(row)
     contacts = {e.contact_id: e.contact for e in enrollments}
     batch.facts = policy.load_facts(contacts.values(), now)
+    batch.sends = SendBatch(contacts=contacts.values(), now=now, facts=batch.facts)
+    batch.sends.prepare(idempotency_keys=expected_send_keys(enrollments),
+                        template_keys={k for e in enrollments for k in template_keys(e.version.definition)})
     return batch
+
+
+def expected_send_keys(enrollments: list[Enrollment]) -> set[str]:
+    """The idempotency keys the batch's sends will most likely use: the send
+    an enrollment rests on, or a send its current step leads to. A send not
+    foreseen here still works; its key is looked up when it is sent."""
+    keys: set[str] = set()
+    for enrollment in enrollments:
+        definition = enrollment.version.definition
+        steps = steps_by_key(definition)
+        current = enrollment.current_step or first_step(definition)
+        visits = enrollment.visits if enrollment.current_step else {**enrollment.visits, current: enrollment.visits.get(
+            current, 0) + 1}
+        step = steps.get(current)
+        if step is None:
+            continue
+        if step["type"] == "send":
+            keys.add(f"journey:{enrollment.pk}:{current}:{visits.get(current, 1)}")
+        for key in successors(definition, step):
+            if steps.get(key, {}).get("type") == "send":
+                keys.add(f"journey:{enrollment.pk}:{key}:{visits.get(key, 0) + 1}")
+    return keys
 
 
 def referenced_events(definition: dict) -> set[str]:
@@ -138,9 +166,8 @@ def referenced_events(definition: dict) -> set[str]:
 def run_batch(enrollments: list[Enrollment], batch: Batch) -> None:
     # Higher-priority journeys go first within a batch (arbitration).
     ordered = sorted(enrollments, key=lambda e: (-e.journey.priority, e.next_run_at, e.pk))
-    with caps.tick_cache([e.contact_id for e in ordered], batch.now):
-        for enrollment in ordered:
-            run_isolated(enrollment, batch)
+    if batch.sends is None or not run_set_based(ordered, batch):
+        run_each(ordered, batch)
     save_enrollments(enrollments)
     # A second execution of the same (enrollment, step, visit) violates the
     # unique constraint and rolls the whole batch back: never a double effect.
@@ -153,6 +180,51 @@ def run_batch(enrollments: list[Enrollment], batch: Batch) -> None:
                         now=batch.now)
 
 
+def run_each(ordered: list[Enrollment], batch: Batch) -> None:
+    with caps.tick_cache([e.contact_id for e in ordered], batch.now):
+        for enrollment in ordered:
+            run_isolated(enrollment, batch)
+
+
+def run_set_based(ordered: list[Enrollment], batch: Batch) -> bool:
+    """Run the batch with its sends decided one by one and written together
+    at the end. If that write fails (a key taken by another writer meanwhile,
+    a row the database refuses), everything the batch did is rolled back and
+    the enrollments are put back as claimed: returns False, and the caller
+    runs the batch again with each send written at once, where a failing
+    send costs only its own enrollment."""
+    claimed = [(e, _fields_of(e), copy.deepcopy(e.contact.attributes)) for e in ordered]
+    savepoint = transaction.savepoint()
+    try:
+        run_each(ordered, batch)
+        batch.sends.flush()
+    except DatabaseError:
+        logger.warning("journeys: writing the batch's sends together failed; running them one by one",
+                       exc_info=True)
+        transaction.savepoint_rollback(savepoint)
+        # The failed INSERT ran in Django's atomic(savepoint=False), which marks the whole
+        # transaction for rollback; rolling back to our savepoint made it usable again.
+        transaction.set_rollback(False)
+        for enrollment, fields, attributes in claimed:
+            _set_fields(enrollment, fields)
+            enrollment.contact.attributes = attributes
+        batch.executions.clear()
+        batch.stopped.clear()
+        batch.sends = None
+        return False
+    transaction.savepoint_commit(savepoint)
+    return True
+
+
+def _fields_of(enrollment: Enrollment) -> dict[str, Any]:
+    return {name: copy.copy(getattr(enrollment, name)) for name in ENROLLMENT_FIELDS}
+
+
+def _set_fields(enrollment: Enrollment, fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        setattr(enrollment, name, value)
+
+
 def run_isolated(enrollment: Enrollment, batch: Batch) -> None:
     """Run one enrollment so that a step that raises costs only this
     enrollment: it is parked with a backoff and a FAILED step execution says
@@ -161,8 +233,10 @@ def run_isolated(enrollment: Enrollment, batch: Batch) -> None:
     update attribute) run inside a savepoint taken just before the first of
     them, which the failure rolls back; steps that only compute need none,
     so a batch of waits costs no extra queries."""
-    before = {name: copy.copy(getattr(enrollment, name)) for name in ENROLLMENT_FIELDS}
+    before = _fields_of(enrollment)
     executions, stopped = len(batch.executions), len(batch.stopped)
+    sends = batch.sends.mark() if batch.sends is not None else None
+    restore_caps = caps.checkpoint(enrollment.contact_id)
     batch.savepoint = None
     try:
         run_enrollment(enrollment, batch)
@@ -173,10 +247,12 @@ def run_isolated(enrollment: Enrollment, batch: Batch) -> None:
             raise  # the transaction is broken and no savepoint holds it: the batch rolls back
         failing_step = enrollment.current_step
         logger.exception("journeys: enrollment %s failed at step %r", enrollment.pk, failing_step)
-        for name, value in before.items():
-            setattr(enrollment, name, value)
+        _set_fields(enrollment, before)
         del batch.executions[executions:]
         del batch.stopped[stopped:]
+        if sends is not None:
+            batch.sends.discard_after(sends)  # its sends were decided but not written: forget them
+        restore_caps()
         park(enrollment, failing_step, error, batch)
     else:
         if batch.savepoint is not None:
@@ -266,7 +342,7 @@ def run_enrollment(enrollment: Enrollment, batch: Batch) -> None:
             end(enrollment, EnrollmentStatus.COMPLETED, "reached the end", batch.now)
             return
         step = steps[enrollment.current_step]
-        if step["type"] not in PURE_STEPS and batch.savepoint is None:
+        if writes(step, batch) and batch.savepoint is None:
             batch.savepoint = transaction.savepoint()
         result = HANDLERS[step["type"]](enrollment, step, batch)
         if result.wait_until is not None:
@@ -282,6 +358,14 @@ def run_enrollment(enrollment: Enrollment, batch: Batch) -> None:
         move_to(enrollment, result.next_step, steps, batch.now)
     # A long run of instant steps: carry on at the next tick rather than hog this one.
     enrollment.next_run_at = batch.now
+
+
+def writes(step: dict, batch: Batch) -> bool:
+    """Whether the step writes at once (and so needs a savepoint to undo): a
+    send of a set-based batch only decides; the batch writes it at the end."""
+    if step["type"] == "send":
+        return batch.sends is None
+    return step["type"] not in PURE_STEPS
 
 
 def leads_to_send(definition: dict, step: dict) -> bool:
