@@ -201,10 +201,10 @@ def run_set_based(ordered: list[Enrollment], batch: Batch) -> bool:
     except DatabaseError:
         logger.warning("journeys: writing the batch's sends together failed; running them one by one",
                        exc_info=True)
-        transaction.savepoint_rollback(savepoint)
-        # The failed INSERT ran in Django's atomic(savepoint=False), which marks the whole
-        # transaction for rollback; rolling back to our savepoint made it usable again.
+        # A failed write inside Django's atomic blocks marks the whole transaction
+        # for rollback; rolling back to our savepoint, taken before it, makes it usable.
         transaction.set_rollback(False)
+        transaction.savepoint_rollback(savepoint)
         for enrollment, fields, attributes in claimed:
             _set_fields(enrollment, fields)
             enrollment.contact.attributes = attributes

@@ -114,7 +114,9 @@ def run_send(enrollment: Enrollment, step: dict, batch: Batch) -> StepResult:
     result = batch.sends.send(**kwargs) if batch.sends is not None else send(now=batch.now, **kwargs)
     from journeys import caps
 
-    caps.note_sent(enrollment.contact_id, result.messages)
+    # A duplicate's messages were written (and counted) before.
+    new_messages = [] if result.status == SendStatus.DUPLICATE else result.messages
+    caps.note_sent(enrollment.contact_id, new_messages, enrollment_id=enrollment.pk)
     detail = {
         "messages": [m.pk for m in result.messages],
         "channels": [m.channel for m in result.messages],
