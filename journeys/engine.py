@@ -9,7 +9,6 @@ without coordination and without processing a row twice. Both take `now`, so
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import logging
@@ -22,7 +21,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, Value, When
 
-from channels.services import SendBatch
+from channels.services import SendBatch, insert_rows
 from consent import policy
 from journeys import caps
 from journeys.definition import END, first_step, steps_by_key, successors, template_keys
@@ -31,6 +30,8 @@ from journeys.models import (
     Enrollment,
     EnrollmentStatus,
     Event,
+    Journey,
+    JourneyVersion,
     StepExecution,
     StepOutcome,
 )
@@ -72,13 +73,20 @@ class Batch:
 def _claim(now: dt.datetime, batch_size: int, only_enrollment_ids: list[int] | None) -> list[Enrollment]:
     query = (
         Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("contact", "version", "journey")
+        .select_related("contact")
         .filter(status=EnrollmentStatus.ACTIVE, next_run_at__lte=now)
         .order_by("next_run_at")
     )
     if only_enrollment_ids is not None:
         query = query.filter(pk__in=only_enrollment_ids)
-    return list(query[:batch_size])
+    enrollments = list(query[:batch_size])
+    # A batch holds a few journeys: load each version (its definition) and journey once, not once per row.
+    versions = JourneyVersion.objects.select_related("journey").in_bulk({e.version_id for e in enrollments})
+    journeys = {version.journey_id: version.journey for version in versions.values()}
+    journeys.update(Journey.objects.in_bulk({e.journey_id for e in enrollments} - set(journeys)))
+    for enrollment in enrollments:
+        enrollment.version, enrollment.journey = versions[enrollment.version_id], journeys[enrollment.journey_id]
+    return enrollments
 
 
 def advance(
@@ -171,7 +179,7 @@ def run_batch(enrollments: list[Enrollment], batch: Batch) -> None:
     save_enrollments(enrollments)
     # A second execution of the same (enrollment, step, visit) violates the
     # unique constraint and rolls the whole batch back: never a double effect.
-    StepExecution.objects.bulk_create(batch.executions)
+    insert_rows(StepExecution, batch.executions)
     if batch.stopped:
         from channels.services import messages_cancel
 
@@ -193,7 +201,8 @@ def run_set_based(ordered: list[Enrollment], batch: Batch) -> bool:
     the enrollments are put back as claimed: returns False, and the caller
     runs the batch again with each send written at once, where a failing
     send costs only its own enrollment."""
-    claimed = [(e, _fields_of(e), copy.deepcopy(e.contact.attributes)) for e in ordered]
+    # An update-attribute step replaces contact.attributes with a new dict: keeping the old one is enough.
+    claimed = [(e, _fields_of(e), e.contact.attributes) for e in ordered]
     savepoint = transaction.savepoint()
     try:
         run_each(ordered, batch)
@@ -217,7 +226,12 @@ def run_set_based(ordered: list[Enrollment], batch: Batch) -> bool:
 
 
 def _fields_of(enrollment: Enrollment) -> dict[str, Any]:
-    return {name: copy.copy(getattr(enrollment, name)) for name in ENROLLMENT_FIELDS}
+    # Only visits and context are mutable (dicts); the rest are immutable values.
+    return {name: _shallow_copy(getattr(enrollment, name)) for name in ENROLLMENT_FIELDS}
+
+
+def _shallow_copy(value: Any) -> Any:
+    return value.copy() if isinstance(value, dict | list) else value
 
 
 def _set_fields(enrollment: Enrollment, fields: dict[str, Any]) -> None:
@@ -291,34 +305,32 @@ _PG_TYPES = {
 
 
 def save_enrollments(enrollments: list[Enrollment]) -> None:
-    """Write the batch's enrollments back in one UPDATE ... FROM (VALUES ...):
-    Django's bulk_update builds a CASE per row and field, which measured
-    ~90% of a tick's time at 500 rows. Only rows still active are written:
-    one a hook ended during the tick (same transaction) stays ended."""
+    """Write the batch's enrollments back in one UPDATE ... FROM unnest(...),
+    one array parameter per column: Django's bulk_update builds a CASE per
+    row and field, which measured ~90% of a tick's time at 500 rows, and a
+    VALUES list binds a parameter per value. Only rows still active are
+    written: one a hook ended during the tick (same transaction) stays ended."""
     if connection.vendor != "postgresql":
         active = set(Enrollment.objects.filter(pk__in=[e.pk for e in enrollments], status=EnrollmentStatus.ACTIVE)
                      .values_list("pk", flat=True))
         Enrollment.objects.bulk_update([e for e in enrollments if e.pk in active], ENROLLMENT_FIELDS)
         return
+    params: list[Any] = [[e.pk for e in enrollments]]
+    for name in ENROLLMENT_FIELDS:
+        values = [getattr(e, name) for e in enrollments]
+        if _PG_TYPES[name] == "jsonb":
+            values = [json.dumps(value, cls=DjangoJSONEncoder) for value in values]
+        params.append(values)
     ops = connection.ops
-    row = "(%s::bigint, " + ", ".join(f"%s::{_PG_TYPES[f]}" for f in ENROLLMENT_FIELDS) + ")"
-    params: list[Any] = []
-    for enrollment in enrollments:
-        params.append(enrollment.pk)
-        for name in ENROLLMENT_FIELDS:
-            value = getattr(enrollment, name)
-            if _PG_TYPES[name] == "jsonb":
-                value = json.dumps(value, cls=DjangoJSONEncoder)
-            elif _PG_TYPES[name] == "timestamptz":
-                value = ops.adapt_datetimefield_value(value)
-            params.append(value)
     table = ops.quote_name(Enrollment._meta.db_table)
     assignments = ", ".join(f"{ops.quote_name(f)} = v.{ops.quote_name(f)}" for f in ENROLLMENT_FIELDS)
     columns = ", ".join(ops.quote_name(f) for f in ["id", *ENROLLMENT_FIELDS])
-    values = ", ".join([row] * len(enrollments))
+    arrays = ", ".join(["%s::bigint[]"] + [
+        "%s::text[]::jsonb[]" if _PG_TYPES[f] == "jsonb" else f"%s::{_PG_TYPES[f]}[]" for f in ENROLLMENT_FIELDS
+    ])
     # Every name is ours and every value a parameter.
     sql = (
-        f"UPDATE {table} AS e SET {assignments} FROM (VALUES {values}) AS v({columns}) "  # noqa: S608
+        f"UPDATE {table} AS e SET {assignments} FROM unnest({arrays}) AS v({columns}) "  # noqa: S608
         f"WHERE e.id = v.id AND e.status = %s"
     )
     params.append(EnrollmentStatus.ACTIVE.value)
