@@ -575,6 +575,8 @@ class SendBatch(_SendContext):
             _enqueue_queued(messages)
         for callback in self._callbacks:
             callback()
+        # Written now: a later send with one of these keys is a duplicate the database will show.
+        self._known_absent -= set(self._pending) | {message.idempotency_key for message in messages}
         self.messages, self.intents, self._callbacks, self._pending = [], [], [], {}
         return messages
 
