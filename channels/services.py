@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -16,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from channels.models import (
@@ -36,7 +37,14 @@ from consent import services as consent_services
 from consent.models import ConsentSource, ConsentStatus, Contact, MessageClass
 from consent.services import actor_label
 from templates.models import Template
-from templates.services import RenderError, render_context, render_for_send, render_version
+from templates.services import (
+    RenderError,
+    render_context,
+    render_for_send,
+    render_live,
+    render_version,
+    templates_for_send,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +54,7 @@ __all__ = [
     "Origin",
     "OriginKind",
     "Rung",
+    "SendBatch",
     "SendResult",
     "SendStatus",
     "enqueue_delivery",
@@ -216,12 +225,7 @@ def send(
     """The one way to send. Runs in the caller's transaction: gate, guards,
     render, outbox row(s); delivery is enqueued on commit. A repeated
     idempotency key returns DUPLICATE with the existing message(s)."""
-    if (template_key is None) == (ladder is None):
-        raise ValueError("give exactly one of template_key or ladder")
-    if not idempotency_key:
-        raise ValueError("idempotency_key is required")
-    if ladder is not None and not ladder:
-        raise ValueError("a ladder needs at least one rung")
+    _check_send_arguments(idempotency_key, template_key, ladder)
     now = now or timezone.now()
     duplicate = _duplicate(idempotency_key)
     if duplicate is not None:
@@ -230,11 +234,7 @@ def send(
         # A savepoint, so a concurrent insert of the same key (unique
         # violation) leaves the caller's transaction usable.
         with transaction.atomic():
-            if ladder is not None:
-                intent = _intent_create(contact, data, origin, idempotency_key, ladder, now)
-                messages = _ladder_advance_from(intent, 0, now, data=data, contact=contact)
-            else:
-                messages = [_attempt(contact, template_key, data, origin, idempotency_key, now)]
+            messages = _send_one(_DIRECT, contact, data, origin, idempotency_key, template_key, ladder, now)
     except IntegrityError:
         duplicate = _duplicate(idempotency_key)
         if duplicate is None:
@@ -242,6 +242,26 @@ def send(
         return duplicate
     _enqueue_queued(messages)
     return _result(messages)
+
+
+def _check_send_arguments(idempotency_key: str, template_key: str | None, ladder: list[Rung] | None) -> None:
+    if (template_key is None) == (ladder is None):
+        raise ValueError("give exactly one of template_key or ladder")
+    if not idempotency_key:
+        raise ValueError("idempotency_key is required")
+    if ladder is not None and not ladder:
+        raise ValueError("a ladder needs at least one rung")
+
+
+def _send_one(
+    ctx: _SendContext, contact: Contact, data: dict, origin: Origin, idempotency_key: str,
+    template_key: str | None, ladder: list[Rung] | None, now: dt.datetime,
+) -> list[OutboundMessage]:
+    """Decide, render and write (through ctx) the message(s) of one send."""
+    if ladder is not None:
+        intent = ctx.intent_create(contact, data, origin, idempotency_key, ladder, now)
+        return _ladder_advance_from(intent, 0, now, data=data, contact=contact, ctx=ctx)
+    return [_attempt(contact, template_key, data, origin, idempotency_key, now, ctx=ctx)]
 
 
 def _duplicate(idempotency_key: str) -> SendResult | None:
@@ -277,8 +297,12 @@ def _attempt(
     channel: str | None = None,
     intent: SendIntent | None = None,
     rung: int | None = None,
+    ctx: _SendContext | None = None,
 ) -> OutboundMessage:
-    """Decide, render and write one outbox row, whatever the outcome."""
+    """Decide, render and write one outbox row, whatever the outcome. `ctx`
+    says where the facts come from and when the row is written (at once, or
+    with the rest of a SendBatch): the decisions are these, either way."""
+    ctx = ctx or _DIRECT
     message = OutboundMessage(
         contact=contact,
         template_key=template_key,
@@ -289,26 +313,26 @@ def _attempt(
         status_changed_at=now,
         **origin.as_fields(),
     )
-    profile = template_profile(template_key)
+    profile = ctx.profile(template_key)
     if profile is None or (channel and profile.channel != channel):
         message.channel = channel or ""
         message.message_class = profile.message_class if profile else ""
         detail = f"no template {template_key!r}"
         if profile is not None:
             detail = f"{template_key!r} is a {profile.channel} template, not {channel}"
-        return _write_outcome(message, MessageStatus.RENDER_FAILED, "unknown_template", detail, now)
+        return ctx.write(message, MessageStatus.RENDER_FAILED, "unknown_template", detail, now)
     message.channel, message.message_class = profile.channel, profile.message_class
-    decision = _decide(
+    decision = ctx.decide(
         contact=contact, channel=profile.channel, message_class=profile.message_class, origin=origin, now=now
     )
     _apply_decision(message, decision)
     if decision.outcome == policy.Outcome.SUPPRESS:
-        return _write_outcome(message, MessageStatus.SUPPRESSED, decision.reason, decision.detail, now)
+        return ctx.write(message, MessageStatus.SUPPRESSED, decision.reason, decision.detail, now)
     if decision.outcome == policy.Outcome.DEFER:
         message.deliver_after = defer_until(decision, now)
         message.render_data = data if intent is None else {}
-        return _write_outcome(message, MessageStatus.DEFERRED, decision.reason, decision.detail, now)
-    return _render_and_queue(message, data, now)
+        return ctx.write(message, MessageStatus.DEFERRED, decision.reason, decision.detail, now)
+    return _render_and_queue(message, data, now, ctx)
 
 
 def _apply_decision(message: OutboundMessage, decision: policy.Decision) -> None:
@@ -318,35 +342,285 @@ def _apply_decision(message: OutboundMessage, decision: policy.Decision) -> None
     message.decision_detail = decision.detail[:500]
 
 
-def _render_and_queue(message: OutboundMessage, data: dict, now: dt.datetime) -> OutboundMessage:
-    rendered, failure, detail = _render(template_key=message.template_key, contact=message.contact, data=data)
+def _render_and_queue(message: OutboundMessage, data: dict, now: dt.datetime, ctx: _SendContext) -> OutboundMessage:
+    rendered, failure, detail = ctx.render(template_key=message.template_key, contact=message.contact, data=data)
     if rendered is None:
-        return _write_outcome(message, MessageStatus.RENDER_FAILED, failure, detail, now)
+        return ctx.write(message, MessageStatus.RENDER_FAILED, failure, detail, now)
     message.content = rendered.content
     message.locale = rendered.locale
     message.template_version_id = rendered.template_version_id
     message.next_attempt_at = now
-    return _write_outcome(message, MessageStatus.QUEUED, message.decision_reason, message.decision_detail, now)
+    return ctx.write(message, MessageStatus.QUEUED, message.decision_reason, message.decision_detail, now)
 
 
-def _write_outcome(message: OutboundMessage, status: str, reason: str, detail: str, now: dt.datetime):
+def _set_outcome(message: OutboundMessage, status: str, reason: str, detail: str, now: dt.datetime) -> DeliveryEvent:
+    """Put the outcome on an unsaved message; returns the status event that
+    goes with it (saved by the caller, after the message)."""
     message.status = status
     message.decision_reason = reason or ""
     message.decision_detail = (detail or "")[:500]
     message.status_changed_at = now
+    event_detail = f"{reason}: {detail}" if detail else reason
+    return DeliveryEvent(
+        message=message, kind=DeliveryEvent.Kind.STATUS, status=status, detail=event_detail[:500], received_at=now
+    )
+
+
+def _write_outcome(message: OutboundMessage, status: str, reason: str, detail: str, now: dt.datetime):
+    event = _set_outcome(message, status, reason, detail, now)
     if message.pk is None:
         message.save()
-        event_detail = f"{reason}: {detail}" if detail else reason
-        DeliveryEvent.objects.create(
-            message=message, kind=DeliveryEvent.Kind.STATUS, status=status, detail=event_detail[:500], received_at=now
-        )
+        event.message = message
+        event.save()
     return message
+
+
+# --- Where a send reads and writes: at once, or as a batch ------------------------------
+
+
+class _SendContext:
+    """One send, on its own: every fact read when it is needed, every row
+    written at once (the public `send`, ladders, releases)."""
+
+    def profile(self, template_key: str) -> _TemplateProfile | None:
+        return template_profile(template_key)
+
+    def decide(self, *, contact: Contact, channel: str, message_class: str, origin: Origin,
+               now: dt.datetime) -> policy.Decision:
+        return _decide(contact=contact, channel=channel, message_class=message_class, origin=origin, now=now)
+
+    def render(self, *, template_key: str, contact: Contact, data: dict) -> tuple[Any, str, str]:
+        return _render(template_key=template_key, contact=contact, data=data)
+
+    def write(self, message: OutboundMessage, status: str, reason: str, detail: str,
+              now: dt.datetime) -> OutboundMessage:
+        return _write_outcome(message, status, reason, detail, now)
+
+    def intent_create(self, contact: Contact, data: dict, origin: Origin, idempotency_key: str,
+                      ladder: list[Rung], now: dt.datetime) -> SendIntent:
+        intent = _intent_new(contact, data, origin, idempotency_key, ladder, now)
+        intent.save()
+        return intent
+
+    def intent_save(self, intent: SendIntent, fields: list[str]) -> None:
+        intent.save(update_fields=fields)
+
+
+_DIRECT = _SendContext()
 
 
 def _enqueue_queued(messages: Iterable[OutboundMessage]) -> None:
     ids = [m.pk for m in messages if m.status == MessageStatus.QUEUED]
     if ids:
         enqueue_delivery(ids)
+
+
+# --- Sending a batch -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchMark:
+    """How far a SendBatch had got: `discard_after` forgets what came later."""
+
+    messages: int
+    intents: int
+    callbacks: int
+
+
+class SendBatch(_SendContext):
+    """Many sends decided one after the other, exactly as `send` decides
+    each, and written together. For the journeys tick: the gate reads the
+    batch's facts (`policy.load_facts`, loaded once), templates and their live
+    versions are loaded once (`prepare`), which idempotency keys already exist
+    is asked once, and `flush` writes every intent, outbox row and status event
+    in a few multi-row INSERTs and publishes delivery once on commit.
+
+    Caller's duties: run the sends and the flush in one transaction, tell
+    the guards' caches what each send decided (journeys does, through
+    caps.note_sent, as it does for `send`), call `flush` before anything
+    reads the outbox rows back, and on a failed flush roll back to before the
+    first send (a unique violation means another writer used a key: the
+    sends must be decided again one by one)."""
+
+    def __init__(self, *, contacts: Iterable[Contact], now: dt.datetime, facts: policy.GateFacts | None = None):
+        contacts = list(contacts)
+        self.now = now
+        self.facts = facts if facts is not None else policy.load_facts(contacts, now)
+        self._covered = {c.pk for c in contacts}
+        self._templates: dict[str, Template | None] = {}
+        self._known_absent: set[str] = set()
+        self._pending: dict[str, list[OutboundMessage]] = {}
+        self.messages: list[tuple[OutboundMessage, DeliveryEvent]] = []
+        self.intents: list[SendIntent] = []
+        self._callbacks: list[Callable[[], None]] = []
+
+    def prepare(self, *, idempotency_keys: Iterable[str], template_keys: Iterable[str]) -> None:
+        """Load what the coming sends will ask (a fixed number of queries):
+        the templates, and which of these keys are already taken. A key or
+        template not named here is looked up when it is sent."""
+        keys = set(idempotency_keys)
+        if keys:
+            taken = set(SendIntent.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
+            taken |= set(
+                OutboundMessage.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True)
+            )
+            self._known_absent |= keys - taken
+        self._load_templates(template_keys)
+
+    def _load_templates(self, keys: Iterable[str]) -> None:
+        wanted = set(keys) - set(self._templates)
+        if wanted:
+            found = templates_for_send(wanted)
+            self._templates.update({key: found.get(key) for key in wanted})
+
+    def send(
+        self, *, contact: Contact, data: dict, origin: Origin, idempotency_key: str, template_key: str | None = None,
+        ladder: list[Rung] | None = None,
+    ) -> SendResult:
+        """Like `send`, at the batch's `now`; the rows are written by `flush`
+        (their ids are set then)."""
+        _check_send_arguments(idempotency_key, template_key, ladder)
+        duplicate = self._duplicate(idempotency_key)
+        if duplicate is not None:
+            return duplicate
+        messages = _send_one(self, contact, data, origin, idempotency_key, template_key, ladder, self.now)
+        self._pending[idempotency_key] = messages
+        return _result(messages)
+
+    def _duplicate(self, idempotency_key: str) -> SendResult | None:
+        if idempotency_key in self._pending:
+            return SendResult(SendStatus.DUPLICATE, list(self._pending[idempotency_key]),
+                              reason="duplicate idempotency key")
+        if idempotency_key in self._known_absent:
+            return None
+        return _duplicate(idempotency_key)
+
+    # The _SendContext a batch gives `_attempt` and the ladder.
+
+    def profile(self, template_key: str) -> _TemplateProfile | None:
+        self._load_templates([template_key])
+        template = self._templates[template_key]
+        return _TemplateProfile(template.channel, template.message_class) if template is not None else None
+
+    def decide(self, *, contact: Contact, channel: str, message_class: str, origin: Origin,
+               now: dt.datetime) -> policy.Decision:
+        # The batch's facts hold only its own contacts: any other is read on its own.
+        facts = self.facts if contact.pk in self._covered else None
+        return _decide(contact=contact, channel=channel, message_class=message_class, origin=origin, now=now,
+                       facts=facts)
+
+    def render(self, *, template_key: str, contact: Contact, data: dict) -> tuple[Any, str, str]:
+        self._load_templates([template_key])
+        try:
+            rendered = render_live(template=self._templates[template_key], template_key=template_key,
+                                   contact=contact, data=data)
+        except RenderError as error:
+            return None, error.reason, error.detail
+        return rendered, "", ""
+
+    def write(self, message: OutboundMessage, status: str, reason: str, detail: str,
+              now: dt.datetime) -> OutboundMessage:
+        self.messages.append((message, _set_outcome(message, status, reason, detail, now)))
+        return message
+
+    def intent_create(self, contact: Contact, data: dict, origin: Origin, idempotency_key: str,
+                      ladder: list[Rung], now: dt.datetime) -> SendIntent:
+        intent = _intent_new(contact, data, origin, idempotency_key, ladder, now)
+        self.intents.append(intent)
+        return intent
+
+    def intent_save(self, intent: SendIntent, fields: list[str]) -> None:
+        """Nothing yet: `flush` inserts the intent as it stands then."""
+
+    # Failure isolation and the write.
+
+    def on_flush(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the rows are written (their ids are known)."""
+        self._callbacks.append(callback)
+
+    def mark(self) -> BatchMark:
+        return BatchMark(len(self.messages), len(self.intents), len(self._callbacks))
+
+    def discard_after(self, mark: BatchMark) -> None:
+        """Forget the sends made since `mark` (the caller's step failed):
+        nothing of them is written."""
+        dropped = {id(message) for message, _event in self.messages[mark.messages:]}
+        dropped |= {id(intent) for intent in self.intents[mark.intents:]}
+        del self.messages[mark.messages:]
+        del self.intents[mark.intents:]
+        del self._callbacks[mark.callbacks:]
+        self._pending = {
+            key: messages for key, messages in self._pending.items()
+            if not any(id(m) in dropped or id(m.intent) in dropped for m in messages)
+        }
+
+    def flush(self) -> list[OutboundMessage]:
+        """Write the batch: intents, outbox rows and their status events in
+        one multi-row INSERT each; delivery of the queued rows is published
+        once, on commit. Raises IntegrityError if a key was taken meanwhile."""
+        if self.intents:
+            SendIntent.objects.bulk_create(self.intents)
+        messages = [message for message, _event in self.messages]
+        if messages:
+            for message in messages:
+                message.intent_id = message.intent.pk if message.intent is not None else None
+            ids = dict(insert_rows(OutboundMessage, messages, returning="idempotency_key"))
+            events = []
+            for message, event in self.messages:
+                message.pk = ids[message.idempotency_key]
+                message._state.adding, message._state.db = False, connection.alias
+                event.message = message
+                events.append(event)
+            insert_rows(DeliveryEvent, events)
+            _enqueue_queued(messages)
+        for callback in self._callbacks:
+            callback()
+        # Written now: a later send with one of these keys is a duplicate the database will show.
+        self._known_absent -= set(self._pending) | {message.idempotency_key for message in messages}
+        self.messages, self.intents, self._callbacks, self._pending = [], [], [], {}
+        return messages
+
+
+def insert_rows(model: type[models.Model], objs: list[models.Model], *, returning: str = "") -> list[tuple]:
+    """INSERT unsaved objects in one statement, one parameter per column:
+    INSERT ... SELECT * FROM unnest(%s::type[], ...). Django's bulk_create
+    binds one parameter per value, and building and quoting those thousands
+    of parameters measured most of a tick's write. Every concrete column but
+    the id is written as the object holds it (defaults were set when it was
+    made). With `returning` (a unique column): (value, id) pairs."""
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(objs)  # the embedded SQLite default: no arrays
+        return [(getattr(obj, returning), obj.pk) for obj in objs] if returning else []
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    columns = []
+    for field in fields:
+        # The values as the objects hold them: str, int, bool, Decimal, aware datetimes and
+        # None adapt as they are; JSON is serialised here; auto_now(_add) fields are filled.
+        if isinstance(field, models.JSONField):
+            encoder = field.encoder
+            values = [json.dumps(v, cls=encoder) if (v := getattr(o, field.attname)) is not None else None
+                      for o in objs]
+        elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            values = [field.pre_save(o, add=True) for o in objs]
+        else:
+            values = [getattr(o, field.attname) for o in objs]
+        columns.append(values)
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(f.column) for f in fields)
+    arrays = ", ".join(f"%s::{_array_type(f)}" for f in fields)
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    if returning:
+        sql += f" RETURNING {quote(model._meta.get_field(returning).column)}, {quote(model._meta.pk.column)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, columns)
+        return cursor.fetchall() if returning else []
+
+
+def _array_type(field: models.Field) -> str:
+    # JSON travels as text (each element one document) and is cast element by element.
+    if isinstance(field, models.JSONField):
+        return "text[]::jsonb[]"
+    return f"{field.db_type(connection)}[]"
 
 
 # --- Enqueueing delivery ------------------------------------------------------
@@ -484,10 +758,10 @@ def messages_cancel(*, queryset_filter: dict, reason: str, now: dt.datetime | No
 # --- Fallback ladders -----------------------------------------------------------
 
 
-def _intent_create(
+def _intent_new(
     contact: Contact, data: dict, origin: Origin, idempotency_key: str, ladder: list[Rung], now: dt.datetime
 ) -> SendIntent:
-    return SendIntent.objects.create(
+    return SendIntent(
         contact=contact,
         ladder=[rung.as_json() for rung in ladder],
         data=data,
@@ -504,10 +778,12 @@ def _rung_key(intent: SendIntent, index: int) -> str:
 
 
 def _ladder_advance_from(
-    intent: SendIntent, start: int, now: dt.datetime, *, data: dict | None = None, contact: Contact | None = None
+    intent: SendIntent, start: int, now: dt.datetime, *, data: dict | None = None, contact: Contact | None = None,
+    ctx: _SendContext | None = None,
 ) -> list[OutboundMessage]:
     """Try rungs from `start` until one is queued or deferred; each rung
     skipped leaves its message with the reason. Returns the messages written."""
+    ctx = ctx or _DIRECT
     origin = Origin(**intent.origin_payload)
     contact = contact or intent.contact
     data = intent.data if data is None else data
@@ -516,20 +792,20 @@ def _ladder_advance_from(
         rung = Rung.from_json(intent.ladder[index])
         message = _attempt(
             contact, rung.template_key, data, origin, _rung_key(intent, index), now,
-            channel=rung.channel, intent=intent, rung=index,
+            channel=rung.channel, intent=intent, rung=index, ctx=ctx,
         )
         written.append(message)
         if message.status in (MessageStatus.QUEUED, MessageStatus.DEFERRED):
             timeout_from = message.deliver_after or now
             intent.current_rung = index
             intent.next_rung_at = timeout_from + rung.timeout if rung.timeout is not None else None
-            intent.save(update_fields=["current_rung", "next_rung_at"])
+            ctx.intent_save(intent, ["current_rung", "next_rung_at"])
             return written
     intent.current_rung = len(intent.ladder) - 1
     intent.status = IntentStatus.EXHAUSTED
     intent.next_rung_at = None
     intent.finished_at = now
-    intent.save(update_fields=["current_rung", "status", "next_rung_at", "finished_at"])
+    ctx.intent_save(intent, ["current_rung", "status", "next_rung_at", "finished_at"])
     return written
 
 

@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -110,19 +110,39 @@ def tick_cache(contact_ids: list[int], now: dt.datetime) -> Iterator[TickCache]:
         _cache.reset(token)
 
 
-def note_sent(contact_id: int, messages: Iterable) -> None:
+def note_sent(contact_id: int, messages: Iterable, *, enrollment_id: int | None = None) -> None:
     """Tell the tick cache what a send just wrote, so the next send in the
-    same batch counts it."""
+    same batch counts it, and that the enrollment's send is no longer
+    pending. Give only new messages: a duplicate's were counted already."""
     cache = _cache.get()
     if cache is None:
         return
+    messages = list(messages)
+    if enrollment_id is None:
+        enrollment_id = _enrollment_of(messages)
     for message in messages:
         if message.status in COUNTED:
             cache.messages[contact_id].append(
                 {"contact_id": contact_id, "channel": message.channel, "message_class": message.message_class,
                  "counted_at": counted_at(message), "origin_journey_version_id": message.origin_journey_version_id}
             )
-    cache.pending[contact_id] = [p for p in cache.pending.get(contact_id, []) if p["pk"] != _enrollment_of(messages)]
+    cache.pending[contact_id] = [p for p in cache.pending.get(contact_id, []) if p["pk"] != enrollment_id]
+
+
+def checkpoint(contact_id: int) -> Callable[[], None]:
+    """What the tick cache holds for this contact now; the returned function
+    puts it back (a step that failed is undone, the sends it noted too)."""
+    cache = _cache.get()
+    if cache is None:
+        return lambda: None
+    messages = list(cache.messages.get(contact_id, []))
+    pending = list(cache.pending.get(contact_id, []))
+
+    def restore() -> None:
+        cache.messages[contact_id] = messages
+        cache.pending[contact_id] = pending
+
+    return restore
 
 
 def _enrollment_of(messages: Iterable) -> int | None:

@@ -9,7 +9,6 @@ without coordination and without processing a row twice. Both take `now`, so
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import logging
@@ -22,14 +21,17 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, Value, When
 
+from channels.services import SendBatch, insert_rows
 from consent import policy
 from journeys import caps
-from journeys.definition import END, first_step, steps_by_key, successors
+from journeys.definition import END, first_step, steps_by_key, successors, template_keys
 from journeys.models import (
     OPEN_ENROLLMENT,
     Enrollment,
     EnrollmentStatus,
     Event,
+    Journey,
+    JourneyVersion,
     StepExecution,
     StepOutcome,
 )
@@ -56,6 +58,8 @@ class Batch:
     events: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
     outcomes: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
     facts: policy.GateFacts | None = None
+    # The batch's sends, decided as they come and written together (None: each send writes at once).
+    sends: SendBatch | None = None
     executions: list[StepExecution] = field(default_factory=list)
     # Enrollments this batch ended as exited or converted: their waiting messages are cancelled.
     stopped: list[int] = field(default_factory=list)
@@ -69,13 +73,20 @@ class Batch:
 def _claim(now: dt.datetime, batch_size: int, only_enrollment_ids: list[int] | None) -> list[Enrollment]:
     query = (
         Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("contact", "version", "journey")
+        .select_related("contact")
         .filter(status=EnrollmentStatus.ACTIVE, next_run_at__lte=now)
         .order_by("next_run_at")
     )
     if only_enrollment_ids is not None:
         query = query.filter(pk__in=only_enrollment_ids)
-    return list(query[:batch_size])
+    enrollments = list(query[:batch_size])
+    # A batch holds a few journeys: load each version (its definition) and journey once, not once per row.
+    versions = JourneyVersion.objects.select_related("journey").in_bulk({e.version_id for e in enrollments})
+    journeys = {version.journey_id: version.journey for version in versions.values()}
+    journeys.update(Journey.objects.in_bulk({e.journey_id for e in enrollments} - set(journeys)))
+    for enrollment in enrollments:
+        enrollment.version, enrollment.journey = versions[enrollment.version_id], journeys[enrollment.journey_id]
+    return enrollments
 
 
 def advance(
@@ -122,7 +133,32 @@ def load_batch(enrollments: list[Enrollment], now: dt.datetime) -> Batch:
         batch.outcomes[row["origin_enrollment_id"]].append(row)
     contacts = {e.contact_id: e.contact for e in enrollments}
     batch.facts = policy.load_facts(contacts.values(), now)
+    batch.sends = SendBatch(contacts=contacts.values(), now=now, facts=batch.facts)
+    batch.sends.prepare(idempotency_keys=expected_send_keys(enrollments),
+                        template_keys={k for e in enrollments for k in template_keys(e.version.definition)})
     return batch
+
+
+def expected_send_keys(enrollments: list[Enrollment]) -> set[str]:
+    """The idempotency keys the batch's sends will most likely use: the send
+    an enrollment rests on, or a send its current step leads to. A send not
+    foreseen here still works; its key is looked up when it is sent."""
+    keys: set[str] = set()
+    for enrollment in enrollments:
+        definition = enrollment.version.definition
+        steps = steps_by_key(definition)
+        current = enrollment.current_step or first_step(definition)
+        visits = enrollment.visits if enrollment.current_step else {**enrollment.visits, current: enrollment.visits.get(
+            current, 0) + 1}
+        step = steps.get(current)
+        if step is None:
+            continue
+        if step["type"] == "send":
+            keys.add(f"journey:{enrollment.pk}:{current}:{visits.get(current, 1)}")
+        for key in successors(definition, step):
+            if steps.get(key, {}).get("type") == "send":
+                keys.add(f"journey:{enrollment.pk}:{key}:{visits.get(key, 0) + 1}")
+    return keys
 
 
 def referenced_events(definition: dict) -> set[str]:
@@ -138,19 +174,69 @@ def referenced_events(definition: dict) -> set[str]:
 def run_batch(enrollments: list[Enrollment], batch: Batch) -> None:
     # Higher-priority journeys go first within a batch (arbitration).
     ordered = sorted(enrollments, key=lambda e: (-e.journey.priority, e.next_run_at, e.pk))
-    with caps.tick_cache([e.contact_id for e in ordered], batch.now):
-        for enrollment in ordered:
-            run_isolated(enrollment, batch)
+    if batch.sends is None or not run_set_based(ordered, batch):
+        run_each(ordered, batch)
     save_enrollments(enrollments)
     # A second execution of the same (enrollment, step, visit) violates the
     # unique constraint and rolls the whole batch back: never a double effect.
-    StepExecution.objects.bulk_create(batch.executions)
+    insert_rows(StepExecution, batch.executions)
     if batch.stopped:
         from channels.services import messages_cancel
 
         # One cancel for the batch: earlier steps' deferred or queued messages must not go out.
         messages_cancel(queryset_filter={"origin_enrollment_id__in": batch.stopped}, reason=STOP_REASON,
                         now=batch.now)
+
+
+def run_each(ordered: list[Enrollment], batch: Batch) -> None:
+    with caps.tick_cache([e.contact_id for e in ordered], batch.now):
+        for enrollment in ordered:
+            run_isolated(enrollment, batch)
+
+
+def run_set_based(ordered: list[Enrollment], batch: Batch) -> bool:
+    """Run the batch with its sends decided one by one and written together
+    at the end. If that write fails (a key taken by another writer meanwhile,
+    a row the database refuses), everything the batch did is rolled back and
+    the enrollments are put back as claimed: returns False, and the caller
+    runs the batch again with each send written at once, where a failing
+    send costs only its own enrollment."""
+    # An update-attribute step replaces contact.attributes with a new dict: keeping the old one is enough.
+    claimed = [(e, _fields_of(e), e.contact.attributes) for e in ordered]
+    savepoint = transaction.savepoint()
+    try:
+        run_each(ordered, batch)
+        batch.sends.flush()
+    except DatabaseError:
+        logger.warning("journeys: writing the batch's sends together failed; running them one by one",
+                       exc_info=True)
+        # A failed write inside Django's atomic blocks marks the whole transaction
+        # for rollback; rolling back to our savepoint, taken before it, makes it usable.
+        transaction.set_rollback(False)
+        transaction.savepoint_rollback(savepoint)
+        for enrollment, fields, attributes in claimed:
+            _set_fields(enrollment, fields)
+            enrollment.contact.attributes = attributes
+        batch.executions.clear()
+        batch.stopped.clear()
+        batch.sends = None
+        return False
+    transaction.savepoint_commit(savepoint)
+    return True
+
+
+def _fields_of(enrollment: Enrollment) -> dict[str, Any]:
+    # Only visits and context are mutable (dicts); the rest are immutable values.
+    return {name: _shallow_copy(getattr(enrollment, name)) for name in ENROLLMENT_FIELDS}
+
+
+def _shallow_copy(value: Any) -> Any:
+    return value.copy() if isinstance(value, dict | list) else value
+
+
+def _set_fields(enrollment: Enrollment, fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        setattr(enrollment, name, value)
 
 
 def run_isolated(enrollment: Enrollment, batch: Batch) -> None:
@@ -161,8 +247,10 @@ def run_isolated(enrollment: Enrollment, batch: Batch) -> None:
     update attribute) run inside a savepoint taken just before the first of
     them, which the failure rolls back; steps that only compute need none,
     so a batch of waits costs no extra queries."""
-    before = {name: copy.copy(getattr(enrollment, name)) for name in ENROLLMENT_FIELDS}
+    before = _fields_of(enrollment)
     executions, stopped = len(batch.executions), len(batch.stopped)
+    sends = batch.sends.mark() if batch.sends is not None else None
+    restore_caps = caps.checkpoint(enrollment.contact_id)
     batch.savepoint = None
     try:
         run_enrollment(enrollment, batch)
@@ -173,10 +261,12 @@ def run_isolated(enrollment: Enrollment, batch: Batch) -> None:
             raise  # the transaction is broken and no savepoint holds it: the batch rolls back
         failing_step = enrollment.current_step
         logger.exception("journeys: enrollment %s failed at step %r", enrollment.pk, failing_step)
-        for name, value in before.items():
-            setattr(enrollment, name, value)
+        _set_fields(enrollment, before)
         del batch.executions[executions:]
         del batch.stopped[stopped:]
+        if sends is not None:
+            batch.sends.discard_after(sends)  # its sends were decided but not written: forget them
+        restore_caps()
         park(enrollment, failing_step, error, batch)
     else:
         if batch.savepoint is not None:
@@ -215,34 +305,32 @@ _PG_TYPES = {
 
 
 def save_enrollments(enrollments: list[Enrollment]) -> None:
-    """Write the batch's enrollments back in one UPDATE ... FROM (VALUES ...):
-    Django's bulk_update builds a CASE per row and field, which measured
-    ~90% of a tick's time at 500 rows. Only rows still active are written:
-    one a hook ended during the tick (same transaction) stays ended."""
+    """Write the batch's enrollments back in one UPDATE ... FROM unnest(...),
+    one array parameter per column: Django's bulk_update builds a CASE per
+    row and field, which measured ~90% of a tick's time at 500 rows, and a
+    VALUES list binds a parameter per value. Only rows still active are
+    written: one a hook ended during the tick (same transaction) stays ended."""
     if connection.vendor != "postgresql":
         active = set(Enrollment.objects.filter(pk__in=[e.pk for e in enrollments], status=EnrollmentStatus.ACTIVE)
                      .values_list("pk", flat=True))
         Enrollment.objects.bulk_update([e for e in enrollments if e.pk in active], ENROLLMENT_FIELDS)
         return
+    params: list[Any] = [[e.pk for e in enrollments]]
+    for name in ENROLLMENT_FIELDS:
+        values = [getattr(e, name) for e in enrollments]
+        if _PG_TYPES[name] == "jsonb":
+            values = [json.dumps(value, cls=DjangoJSONEncoder) for value in values]
+        params.append(values)
     ops = connection.ops
-    row = "(%s::bigint, " + ", ".join(f"%s::{_PG_TYPES[f]}" for f in ENROLLMENT_FIELDS) + ")"
-    params: list[Any] = []
-    for enrollment in enrollments:
-        params.append(enrollment.pk)
-        for name in ENROLLMENT_FIELDS:
-            value = getattr(enrollment, name)
-            if _PG_TYPES[name] == "jsonb":
-                value = json.dumps(value, cls=DjangoJSONEncoder)
-            elif _PG_TYPES[name] == "timestamptz":
-                value = ops.adapt_datetimefield_value(value)
-            params.append(value)
     table = ops.quote_name(Enrollment._meta.db_table)
     assignments = ", ".join(f"{ops.quote_name(f)} = v.{ops.quote_name(f)}" for f in ENROLLMENT_FIELDS)
     columns = ", ".join(ops.quote_name(f) for f in ["id", *ENROLLMENT_FIELDS])
-    values = ", ".join([row] * len(enrollments))
+    arrays = ", ".join(["%s::bigint[]"] + [
+        "%s::text[]::jsonb[]" if _PG_TYPES[f] == "jsonb" else f"%s::{_PG_TYPES[f]}[]" for f in ENROLLMENT_FIELDS
+    ])
     # Every name is ours and every value a parameter.
     sql = (
-        f"UPDATE {table} AS e SET {assignments} FROM (VALUES {values}) AS v({columns}) "  # noqa: S608
+        f"UPDATE {table} AS e SET {assignments} FROM unnest({arrays}) AS v({columns}) "  # noqa: S608
         f"WHERE e.id = v.id AND e.status = %s"
     )
     params.append(EnrollmentStatus.ACTIVE.value)
@@ -266,7 +354,7 @@ def run_enrollment(enrollment: Enrollment, batch: Batch) -> None:
             end(enrollment, EnrollmentStatus.COMPLETED, "reached the end", batch.now)
             return
         step = steps[enrollment.current_step]
-        if step["type"] not in PURE_STEPS and batch.savepoint is None:
+        if writes(step, batch) and batch.savepoint is None:
             batch.savepoint = transaction.savepoint()
         result = HANDLERS[step["type"]](enrollment, step, batch)
         if result.wait_until is not None:
@@ -282,6 +370,14 @@ def run_enrollment(enrollment: Enrollment, batch: Batch) -> None:
         move_to(enrollment, result.next_step, steps, batch.now)
     # A long run of instant steps: carry on at the next tick rather than hog this one.
     enrollment.next_run_at = batch.now
+
+
+def writes(step: dict, batch: Batch) -> bool:
+    """Whether the step writes at once (and so needs a savepoint to undo): a
+    send of a set-based batch only decides; the batch writes it at the end."""
+    if step["type"] == "send":
+        return batch.sends is None
+    return step["type"] not in PURE_STEPS
 
 
 def leads_to_send(definition: dict, step: dict) -> bool:

@@ -92,30 +92,39 @@ def ladder_for(step: dict) -> list:
     return rungs
 
 
+def send_key(enrollment: Enrollment, step_key: str) -> str:
+    """The idempotency key of the send of this step at its current visit."""
+    return f"journey:{enrollment.pk}:{step_key}:{enrollment.visits.get(step_key, 1)}"
+
+
 def run_send(enrollment: Enrollment, step: dict, batch: Batch) -> StepResult:
     from channels.services import SendStatus, send
     from templates.services import render_context
 
     if enrollment.is_control:
         return StepResult(StepOutcome.HOLDOUT, _next(enrollment, step), reason="holdout")
-    visit = enrollment.visits.get(step["key"], 1)
     kwargs: dict[str, Any] = {"ladder": ladder_for(step)} if step.get("ladder") else {"template_key": step["template"]}
-    result = send(
+    kwargs.update(
         contact=enrollment.contact,
         data=render_context(enrollment.contact, event_properties=enrollment.context),
         origin=origin_for(enrollment, step),
-        idempotency_key=f"journey:{enrollment.pk}:{step['key']}:{visit}",
-        now=batch.now,
-        **kwargs,
+        idempotency_key=send_key(enrollment, step["key"]),
     )
+    # In a tick the batch decides now and writes every send of the batch at its end.
+    result = batch.sends.send(**kwargs) if batch.sends is not None else send(now=batch.now, **kwargs)
     from journeys import caps
 
-    caps.note_sent(enrollment.contact_id, result.messages)
+    # A duplicate's messages were written (and counted) before.
+    new_messages = [] if result.status == SendStatus.DUPLICATE else result.messages
+    caps.note_sent(enrollment.contact_id, new_messages, enrollment_id=enrollment.pk)
     detail = {
         "messages": [m.pk for m in result.messages],
         "channels": [m.channel for m in result.messages],
         "until": result.until.isoformat() if result.until else None,
     }
+    if batch.sends is not None and any(m.pk is None for m in result.messages):
+        messages = result.messages
+        batch.sends.on_flush(lambda: detail.update(messages=[m.pk for m in messages]))
     outcome = {
         SendStatus.QUEUED: StepOutcome.SENT,
         SendStatus.DEFERRED: StepOutcome.DEFERRED,

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from jinja2 import StrictUndefined, nodes, pass_context
+from jinja2 import StrictUndefined, Template, nodes, pass_context
 from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.filters import FILTERS
@@ -264,11 +264,21 @@ def environment(*, html: bool) -> TemplateSandbox:
     return _ENVIRONMENTS[html]
 
 
+@functools.lru_cache(maxsize=2048)
+def compiled(source: str, *, html: bool) -> Template:
+    """The compiled template of one field's source. Compiling costs far more
+    than rendering, and a batch of sends renders the same few sources again
+    and again. Keyed by the source text itself (approved versions are
+    immutable, and an edited draft is another text), so no entry goes stale;
+    a source that fails to compile raises and is not kept."""
+    return environment(html=html).from_string(source)
+
+
 def render_string(source: str, context: dict[str, Any], *, html: bool = False) -> str:
     """Render one field. Raises jinja2 errors, RenderLimitExceeded on the bounds."""
     if not source:
         return ""
-    template = environment(html=html).from_string(source)
+    template = compiled(source, html=html)
     token = _budget.set([max_iterations()])
     try:
         parts: list[str] = []

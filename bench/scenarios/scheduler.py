@@ -4,7 +4,10 @@ the Beat task body) in two worker processes at once: real concurrent claims
 with SKIP LOCKED. Every send goes through channels.send: the consent gate
 with quiet hours on (a tenth of the contacts are inside them and are
 deferred), a frequency cap rule, the approved template rendered, the outbox
-row written and delivery published to the broker on commit.
+row written and delivery published to the broker on commit. The tick decides
+each send of a batch in memory (channels.SendBatch) and writes the batch's
+outbox rows and events in one statement each, so the queries per batch stay
+flat (`queries`: batch of 20 vs 200).
 
 Target (issue 7): 5,000 enrollments/s; ratio to the multi-row INSERT baseline."""
 
@@ -134,6 +137,7 @@ def query_counts(state: dict) -> dict:
             advanced = advance(now=timezone.now(), batch_size=size)
             seconds = time.perf_counter() - started
         counts[f"batch_{size}"] = {"queries": len(ctx.captured_queries), "advanced": advanced,
+                                   "queries_per_enrollment": round(len(ctx.captured_queries) / max(advanced, 1), 2),
                                    "ms_per_enrollment": round(seconds * 1000 / max(advanced, 1), 2)}
     return counts
 

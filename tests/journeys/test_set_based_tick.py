@@ -1,0 +1,85 @@
+"""The tick writes a batch's sends together: a fixed number of queries per
+batch whatever its size, and a batch whose write fails is run again send
+by send, with nothing written twice or lost."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from channels.models import DeliveryEvent, OutboundMessage
+from consent.models import QuietHoursRule
+from journeys.engine import advance
+from journeys.models import CapRule, Enrollment, StepExecution, StepOutcome
+from journeys.steps import HANDLERS, send_key
+from tests.consent.factories import ContactFactory
+from tests.journeys.factories import live_journey
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+
+def due_at_send(journey, count: int, at: dt.datetime, *, quiet_every: int = 0) -> list[Enrollment]:
+    """`count` enrollments resting at the journey's send step, due at `at`
+    (09:00 UTC); every `quiet_every`th contact lives where it is 06:00,
+    inside quiet hours (its message is deferred)."""
+    enrollments = []
+    for index in range(count):
+        quiet = quiet_every and index % quiet_every == 0
+        contact = ContactFactory(timezone="Etc/GMT+3" if quiet else "Europe/Lisbon")
+        enrollments.append(Enrollment.objects.create(
+            journey=journey, version_id=journey.live_version_id, contact=contact, current_step="s",
+            current_step_type="send", send_pending=True, visits={"s": 1}, next_run_at=at - dt.timedelta(minutes=1),
+            entered_at=at - dt.timedelta(hours=1),
+        ))
+    return enrollments
+
+
+@pytest.fixture
+def sms_journey(sms_template):
+    QuietHoursRule.objects.create(name="nights", channel="sms", start=dt.time(21), end=dt.time(8))
+    CapRule.objects.create(name="three a day", channel="sms", max_messages=3, window_hours=24)
+    return live_journey("reminders", [{"key": "s", "type": "send", "template": "nudge-sms"}],
+                        trigger={"event": "never.happens"})
+
+
+def test_a_ticks_query_count_does_not_grow_with_its_batch(sms_journey, t0):
+    def tick(size: int) -> int:
+        ids = [e.pk for e in due_at_send(sms_journey, size, t0, quiet_every=4)]
+        with CaptureQueriesContext(connection) as queries:
+            assert advance(now=t0, batch_size=size, only_enrollment_ids=ids) == size
+        statuses = sorted(OutboundMessage.objects.filter(origin_enrollment_id__in=ids).values_list("status", flat=True))
+        assert statuses == ["deferred"] * (size // 4) + ["queued"] * (size - size // 4)
+        return len(queries.captured_queries)
+
+    small, large = tick(20), tick(80)
+
+    assert large - small <= 2, (small, large)
+    assert large < 80 // 2  # far under one query per enrollment
+
+
+def test_a_batch_whose_write_fails_runs_again_send_by_send_and_sends_nothing_twice(sms_journey, t0, monkeypatch):
+    first, second, third = due_at_send(sms_journey, 3, t0)
+    real_send = HANDLERS["send"]
+
+    def another_writer_takes_the_key(enrollment, step, batch):
+        # After the batch looked its keys up: its INSERT of this key fails, the batch runs again.
+        key = send_key(enrollment, "s")
+        if enrollment.pk == second.pk and not OutboundMessage.objects.filter(idempotency_key=key).exists():
+            OutboundMessage.objects.create(contact=enrollment.contact, channel="sms", idempotency_key=key,
+                                           origin_kind="journey", status="sent", created_at=t0,
+                                           status_changed_at=t0)
+        return real_send(enrollment, step, batch)
+
+    monkeypatch.setitem(HANDLERS, "send", another_writer_takes_the_key)
+
+    assert advance(now=t0) == 3
+
+    outcomes = dict(StepExecution.objects.values_list("enrollment_id", "outcome"))
+    assert outcomes == {first.pk: StepOutcome.SENT, second.pk: StepOutcome.DUPLICATE, third.pk: StepOutcome.SENT}
+    by_contact = dict(OutboundMessage.objects.values_list("idempotency_key", "status"))
+    assert by_contact == {send_key(e, "s"): s for e, s in [(first, "queued"), (second, "sent"), (third, "queued")]}
+    assert DeliveryEvent.objects.count() == 2  # one status event per message the tick wrote
+    assert set(Enrollment.objects.values_list("status", flat=True)) == {"completed"}
