@@ -133,25 +133,49 @@ def messages_claim(*, message_ids: list[int], now: dt.datetime) -> list[Outbound
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .order_by("pk")
         )
-        claimable = [m.pk for m in messages_recheck_for_delivery(messages=candidates, now=now)]
-        updated = OutboundMessage.objects.filter(pk__in=claimable, status=MessageStatus.QUEUED).update(
+        claimed = messages_recheck_for_delivery(messages=candidates, now=now)
+        updated = OutboundMessage.objects.filter(pk__in=[m.pk for m in claimed], status=MessageStatus.QUEUED).update(
             status=MessageStatus.SENDING, sending_at=now, status_changed_at=now, attempts=F("attempts") + 1
         )
-        if updated != len(claimable):
+        if updated != len(claimed):
             raise AssertionError("rows locked for the claim changed under the lock")
-        DeliveryEvent.objects.bulk_create(
-            DeliveryEvent(message_id=pk, kind=DeliveryEvent.Kind.STATUS, status=MessageStatus.SENDING,
-                          old_status=MessageStatus.QUEUED, received_at=now)
-            for pk in claimable
-        )
-        claimed = list(OutboundMessage.objects.filter(pk__in=claimable).select_related("contact").order_by("pk"))
-        transaction.on_commit(lambda: _announce([(m, MessageStatus.QUEUED, MessageStatus.SENDING) for m in claimed]))
+        moves = [(m, MessageStatus.QUEUED, MessageStatus.SENDING, "") for m in claimed]
+        _insert_status_events(moves, now)
+        for message in claimed:  # the rows are locked: memory and table agree
+            message.status, message.sending_at, message.status_changed_at = MessageStatus.SENDING, now, now
+            message.attempts += 1
+        transaction.on_commit(lambda: _announce(moves))
     return claimed
 
 
-def _announce(moves: list[tuple[OutboundMessage, str, str]]) -> None:
-    for message, old, new in moves:
+# A status move recorded in bulk: the message, from, to, and the event's detail.
+_Move = tuple[OutboundMessage, str, str, str]
+
+
+def _announce(moves: list[_Move]) -> None:
+    for message, old, new, _detail in moves:
         message_status_changed.send(sender=OutboundMessage, message=message, old_status=old, new_status=new)
+
+
+_EVENTS_SQL = """
+INSERT INTO {table} (message_id, kind, old_status, status, detail, provider, payload, received_at)
+SELECT e.message_id, %s, e.old_status, e.status, e.detail, '', '{{}}'::jsonb, %s
+FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::varchar[]) WITH ORDINALITY
+    AS e (message_id, old_status, status, detail, n)
+ORDER BY e.n
+"""
+
+
+def _insert_status_events(moves: list[_Move], at: dt.datetime) -> None:
+    """One status DeliveryEvent per move, in the moves' order (a message's
+    later move gets the later id), in one statement."""
+    if not moves:
+        return
+    columns = [list(column) for column in zip(*((m.pk, old, new, detail[:500]) for m, old, new, detail in moves),
+                                              strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(_EVENTS_SQL.format(table=DeliveryEvent._meta.db_table),
+                       [DeliveryEvent.Kind.STATUS.value, at, *columns])
 
 
 def deliver_batch(*, message_ids: list[int], now: dt.datetime | None = None) -> BatchReport:
@@ -299,17 +323,17 @@ def _record_accepted(accepted: list[_Outcome]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             moved = {row[0] for row in cursor.fetchall()}
-        events, moves = [], []
+        moves: list[_Move] = []
         for outcome in accepted:
             if outcome.message.pk in moved:
-                events += _accepted_moves(outcome, now, moves)
-        DeliveryEvent.objects.bulk_create(events)
+                moves += _accepted_moves(outcome, now)
+        _insert_status_events(moves, now)
         # A fast provider may already have reported (a webhook landed first):
         # then only the bookkeeping fields are filled in.
         for outcome in accepted:
             if outcome.message.pk not in moved:
                 OutboundMessage.objects.filter(pk=outcome.message.pk).update(**_provider_fields(outcome))
-        for message, _old, new in moves:
+        for message, _old, new, _detail in moves:
             if new == MessageStatus.DELIVERED and message.intent_id:
                 ladder_on_outcome(message=message, now=now)
         transaction.on_commit(lambda: _announce(moves))
@@ -321,21 +345,17 @@ def _provider_fields(outcome: _Outcome) -> dict:
             "cost_estimate": outcome.answer.cost_estimate, "error": ""}
 
 
-def _accepted_moves(outcome: _Outcome, now: dt.datetime, moves: list) -> list[DeliveryEvent]:
-    """The message's new state in memory, its events, and its announcements."""
+def _accepted_moves(outcome: _Outcome, now: dt.datetime) -> list[_Move]:
+    """The message's new state in memory, and its moves."""
     message = outcome.message
     for name, value in _provider_fields(outcome).items():
         setattr(message, name, value)
     message.status, message.status_changed_at, message.sent_at = MessageStatus.SENT, now, now
-    events = [DeliveryEvent(message=message, kind=DeliveryEvent.Kind.STATUS, status=MessageStatus.SENT,
-                            old_status=MessageStatus.SENDING, received_at=now)]
-    moves.append((message, MessageStatus.SENDING, MessageStatus.SENT))
+    moves = [(message, MessageStatus.SENDING, MessageStatus.SENT, "")]
     if outcome.answer.delivered:
         message.status, message.delivered_at = MessageStatus.DELIVERED, now
-        events.append(DeliveryEvent(message=message, kind=DeliveryEvent.Kind.STATUS, status=MessageStatus.DELIVERED,
-                                    old_status=MessageStatus.SENT, detail="console adapter", received_at=now))
-        moves.append((message, MessageStatus.SENT, MessageStatus.DELIVERED))
-    return events
+        moves.append((message, MessageStatus.SENT, MessageStatus.DELIVERED, "console adapter"))
+    return moves
 
 
 def _requeue_rate_limited(held: list[_Outcome], report: BatchReport) -> None:
@@ -347,18 +367,14 @@ def _requeue_rate_limited(held: list[_Outcome], report: BatchReport) -> None:
         OutboundMessage.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
             status=MessageStatus.QUEUED, status_changed_at=now, next_attempt_at=now, attempts=F("attempts") - 1
         )
-        DeliveryEvent.objects.bulk_create(
-            DeliveryEvent(message=o.message, kind=DeliveryEvent.Kind.STATUS, status=MessageStatus.QUEUED,
-                          old_status=MessageStatus.SENDING, detail=f"rate limit of {o.account.name}"[:500],
-                          received_at=now)
-            for o in held
-        )
+        moves = [(o.message, MessageStatus.SENDING, MessageStatus.QUEUED, f"rate limit of {o.account.name}")
+                 for o in held]
+        _insert_status_events(moves, now)
         for outcome in held:
             message = outcome.message
             message.status, message.status_changed_at, message.next_attempt_at = MessageStatus.QUEUED, now, now
             message.attempts -= 1
-        transaction.on_commit(lambda: _announce([(o.message, MessageStatus.SENDING, MessageStatus.QUEUED)
-                                                 for o in held]))
+        transaction.on_commit(lambda: _announce(moves))
         enqueue_delivery(ids, countdown=RATE_LIMITED_DELAY)
     report.rate_limited += ids
 
