@@ -76,8 +76,14 @@ class TwilioHandler(BaseHTTPRequestHandler):
         pass
 
 
+class TwilioServer(ThreadingHTTPServer):
+    # Workers open several connections at once (concurrent calls); with the
+    # default backlog of 5 a dropped SYN costs the client a one-second retry.
+    request_queue_size = 128
+
+
 def serve_twilio(port: int) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", port), TwilioHandler)
+    server = TwilioServer(("127.0.0.1", port), TwilioHandler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
 

@@ -171,10 +171,17 @@ def _insert_status_events(moves: list[_Move], at: dt.datetime) -> None:
     later move gets the later id), in one statement."""
     if not moves:
         return
+    if connection.vendor != "postgresql":  # the embedded SQLite
+        DeliveryEvent.objects.bulk_create(
+            DeliveryEvent(message=m, kind=DeliveryEvent.Kind.STATUS, old_status=old, status=new, detail=detail[:500],
+                          received_at=at)
+            for m, old, new, detail in moves
+        )
+        return
     columns = [list(column) for column in zip(*((m.pk, old, new, detail[:500]) for m, old, new, detail in moves),
                                               strict=True)]
     with connection.cursor() as cursor:
-        cursor.execute(_EVENTS_SQL.format(table=DeliveryEvent._meta.db_table),
+        cursor.execute(_EVENTS_SQL.format(table=connection.ops.quote_name(DeliveryEvent._meta.db_table)),
                        [DeliveryEvent.Kind.STATUS.value, at, *columns])
 
 
@@ -293,36 +300,13 @@ def _record(outcomes: list[_Outcome], report: BatchReport) -> None:
             _record_error(outcome.message, outcome.answer, report)
 
 
-_ACCEPTED_SQL = """
-UPDATE {table} AS m
-SET status = v.status, status_changed_at = %s, sent_at = %s,
-    delivered_at = CASE WHEN v.status = 'delivered' THEN %s ELSE m.delivered_at END,
-    provider = v.provider, provider_account_id = v.account_id, provider_message_id = v.provider_message_id,
-    cost_estimate = v.cost_estimate, error = ''
-FROM (VALUES {rows}) AS v (id, status, provider, account_id, provider_message_id, cost_estimate)
-WHERE m.id = v.id AND m.status = 'sending'
-RETURNING m.id
-"""
-_ACCEPTED_ROW = "(%s::bigint, %s::varchar, %s::varchar, %s::bigint, %s::varchar, %s::numeric)"
-
-
 def _record_accepted(accepted: list[_Outcome]) -> None:
     """sending -> sent (-> delivered when the adapter knows at once) for every
     accepted message in one UPDATE, with their DeliveryEvents and signals,
     as message_transition would record each."""
     now = timezone.now()
-    rows, params = [], [now, now, now]
-    for outcome in accepted:
-        answer: Accepted = outcome.answer
-        status = MessageStatus.DELIVERED if answer.delivered else MessageStatus.SENT
-        rows.append(_ACCEPTED_ROW)
-        params += [outcome.message.pk, status, outcome.account.adapter, outcome.account.pk,
-                   answer.provider_message_id[:200], answer.cost_estimate]
-    sql = _ACCEPTED_SQL.format(table=OutboundMessage._meta.db_table, rows=", ".join(rows))
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            moved = {row[0] for row in cursor.fetchall()}
+        moved = _mark_accepted(accepted, now)
         moves: list[_Move] = []
         for outcome in accepted:
             if outcome.message.pk in moved:
@@ -337,6 +321,46 @@ def _record_accepted(accepted: list[_Outcome]) -> None:
             if new == MessageStatus.DELIVERED and message.intent_id:
                 ladder_on_outcome(message=message, now=now)
         transaction.on_commit(lambda: _announce(moves))
+
+
+_ACCEPTED_SQL = """
+UPDATE {table} AS m
+SET status = v.status, status_changed_at = %s, sent_at = %s,
+    delivered_at = CASE WHEN v.status = 'delivered' THEN %s ELSE m.delivered_at END,
+    provider = v.provider, provider_account_id = v.account_id, provider_message_id = v.provider_message_id,
+    cost_estimate = v.cost_estimate, error = ''
+FROM (VALUES {rows}) AS v (id, status, provider, account_id, provider_message_id, cost_estimate)
+WHERE m.id = v.id AND m.status = 'sending'
+RETURNING m.id
+"""
+_ACCEPTED_ROW = "(%s::bigint, %s::varchar, %s::varchar, %s::bigint, %s::varchar, %s::numeric)"
+
+
+def _mark_accepted(accepted: list[_Outcome], now: dt.datetime) -> set[int]:
+    """Move the accepted rows still in `sending`; returns the ids moved."""
+    if connection.vendor != "postgresql":  # the embedded SQLite: one conditional UPDATE each
+        return {o.message.pk for o in accepted if OutboundMessage.objects.filter(
+            pk=o.message.pk, status=MessageStatus.SENDING).update(**_accepted_fields(o, now))}
+    rows, params = [], [now, now, now]
+    for outcome in accepted:
+        fields = _accepted_fields(outcome, now)
+        rows.append(_ACCEPTED_ROW)
+        params += [outcome.message.pk, fields["status"], fields["provider"], fields["provider_account_id"],
+                   fields["provider_message_id"], fields["cost_estimate"]]
+    # Every name is ours and every value a parameter.
+    sql = _ACCEPTED_SQL.format(table=connection.ops.quote_name(OutboundMessage._meta.db_table), rows=", ".join(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _accepted_fields(outcome: _Outcome, now: dt.datetime) -> dict:
+    delivered = outcome.answer.delivered
+    fields = {**_provider_fields(outcome), "status": MessageStatus.DELIVERED if delivered else MessageStatus.SENT,
+              "status_changed_at": now, "sent_at": now}
+    if delivered:
+        fields["delivered_at"] = now
+    return fields
 
 
 def _provider_fields(outcome: _Outcome) -> dict:

@@ -49,6 +49,13 @@ CHANNEL_OF = {
 _whatsapp_ids = itertools.count(1000)
 
 
+class _Server(ThreadingHTTPServer):
+    # Room for every connection a batch opens at once: with the default
+    # backlog of 5 a dropped SYN is retried after a second, past the client's
+    # short timeout here.
+    request_queue_size = 64
+
+
 class KeyedTwilio:
     """Twilio's Messages API, answering each request by its To number."""
 
@@ -84,7 +91,7 @@ class KeyedTwilio:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server = _Server(("127.0.0.1", free_port()), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
