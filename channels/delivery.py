@@ -9,7 +9,7 @@ finds it past queued and does nothing.
 A task delivers its batch in a fixed number of queries whatever its size:
 one claim (which also counts the attempt of every claimed row, before any
 provider call, so a crash inside a call still counts), one lookup of the
-accounts and push platforms, then the providers' answers recorded together
+accounts (and one of push platforms), then the providers' answers recorded together
 (every accepted message in one UPDATE ... FROM (VALUES ...) and one
 DeliveryEvent INSERT, rate-limited ones back in line in one UPDATE).
 Failures, rarer, go one by one through message_transition as before.

@@ -1,6 +1,7 @@
 """Delivery as the batch grows and as workers multiply: the queries of a
-batch do not grow with its size, and a sender's rate limit holds at the
-provider with two deliverers taking from it at once (real Redis)."""
+batch do not grow with its size, SMTP sessions outlive a message, and a
+sender's rate limit holds at the provider with two deliverers taking from
+it at once (real Redis)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from channels import services
-from channels.delivery import deliver_batch
+from channels.delivery import CALLS_IN_FLIGHT, deliver_batch
 from channels.models import Adapter, MessageStatus, OutboundMessage
 from consent.models import Channel
 from tests.channels import factories
+from tests.channels.fakes import FakeSmtp, RecordingHandler
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 DATA = {"contact": {"first_name": "Ana"}, "event": {"code": "42"}}
@@ -44,6 +46,36 @@ def test_a_batch_costs_the_same_queries_for_four_or_forty_messages(twilio_accoun
     assert few == many
     assert set(OutboundMessage.objects.values_list("status", flat=True)) == {MessageStatus.SENT}
     assert len(fake_twilio.requests) == 22 and len(fake_smtp.handler.messages) == 22
+
+
+class SessionCountingHandler(RecordingHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sessions = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802 (aiosmtpd's naming)
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+
+@pytest.mark.django_db
+def test_smtp_sessions_are_kept_open_across_messages_and_batches(db):
+    relay = FakeSmtp()
+    relay.handler = relay.controller.handler = SessionCountingHandler()
+    relay.start()
+    try:
+        factories.account(Channel.EMAIL, Adapter.SMTP, sender="noreply@example.com",
+                          options={"host": "127.0.0.1", "port": relay.port})
+        template = factories.channel_template(Channel.EMAIL)
+        for batch in range(3):
+            ids = [queue(template, f"smtp-{batch}-{i}").pk for i in range(20)]
+            assert deliver_batch(message_ids=ids).sent == 20
+    finally:
+        relay.stop()
+    assert len(relay.handler.messages) == 60
+    # At most one session per call in flight (and the first call's), not one per message.
+    assert relay.handler.sessions <= CALLS_IN_FLIGHT + 1
 
 
 def _busiest_window(arrivals: list[float], length: float) -> int:
