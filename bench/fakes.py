@@ -6,7 +6,9 @@
 
 Each prints "ready", serves until stdin closes (bounded by a 30-minute
 limit), then prints one JSON line: requests served and the most it saw in
-one wall-clock second, per sender (to check that rate limits held)."""
+one wall-clock second, per sender (to check that rate limits held), and
+under "connections" how many TCP connections (HTTP) or SMTP sessions it
+served (to see that clients reuse them)."""
 
 from __future__ import annotations
 
@@ -29,13 +31,22 @@ def _note(sender: str) -> None:
         _counts[(sender, int(time.time()))] += 1
 
 
+_connections = 0
+
+
+def _connected() -> None:
+    global _connections
+    with _lock:
+        _connections += 1
+
+
 def _summary() -> dict:
     per_sender: dict[str, dict] = {}
     for (sender, _second), count in _counts.items():
         entry = per_sender.setdefault(sender, {"requests": 0, "max_per_second": 0})
         entry["requests"] += count
         entry["max_per_second"] = max(entry["max_per_second"], count)
-    return per_sender
+    return {"senders": per_sender, "connections": _connections}
 
 
 class TwilioHandler(BaseHTTPRequestHandler):
@@ -43,6 +54,10 @@ class TwilioHandler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes: with Nagle on, the body waits for the
     # client's delayed ACK (~40 ms a request), which measures TCP, not us.
     disable_nagle_algorithm = True
+
+    def setup(self):
+        _connected()
+        super().setup()
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
@@ -61,13 +76,24 @@ class TwilioHandler(BaseHTTPRequestHandler):
         pass
 
 
+class TwilioServer(ThreadingHTTPServer):
+    # Workers open several connections at once (concurrent calls); with the
+    # default backlog of 5 a dropped SYN costs the client a one-second retry.
+    request_queue_size = 128
+
+
 def serve_twilio(port: int) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", port), TwilioHandler)
+    server = TwilioServer(("127.0.0.1", port), TwilioHandler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
 class SmtpHandler:
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802 (aiosmtpd's naming)
+        _connected()
+        session.host_name = hostname
+        return responses
+
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
         _note(envelope.mail_from or "")
         return "250 Message accepted for delivery"

@@ -4,27 +4,55 @@ sweeper that recovers what a lost task or a dead worker left behind.
 
 Safe to run twice: a message is only handed to a provider after this worker
 moved it queued -> sending with a conditional update; a redelivered task
-finds it past queued and does nothing."""
+finds it past queued and does nothing.
+
+A task delivers its batch in a fixed number of queries whatever its size:
+one claim (which also counts the attempt of every claimed row, before any
+provider call, so a crash inside a call still counts), one lookup of the
+accounts (and one of push platforms), then the providers' answers recorded together
+(every accepted message in one UPDATE ... FROM (VALUES ...) and one
+DeliveryEvent INSERT, rate-limited ones back in line in one UPDATE).
+Failures, rarer, go one by one through message_transition as before.
+
+Provider calls of one account go in waves: the first call alone (it opens
+the client or SMTP session the others reuse, and if it hangs nothing else
+of the batch has gone out), then up to `calls_in_flight` at once on a small
+thread pool (account option, CALLS_IN_FLIGHT by default; 1 sends one at a
+time). The pool threads only talk to the provider: every database write
+stays on the task's thread. Each wave takes its sends from the sender's
+shared rate limit in one Redis round trip just before it goes, so the limit
+holds at the provider's edge; what the limit refuses goes back to `queued`
+without spending an attempt."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import random
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from channels import ratelimit
 from channels.models import Adapter, DeliveryEvent, MessageStatus, OutboundMessage, ProviderAccount
-from channels.providers.base import Accepted, AmbiguousError, Feedback, PermanentError, TransientError
+from channels.providers.base import (
+    Accepted,
+    AmbiguousError,
+    Feedback,
+    PermanentError,
+    Provider,
+    TransientError,
+)
 from channels.providers.registry import provider_for
-from channels.services import enqueue_delivery, message_transition, messages_recheck_for_delivery
+from channels.services import enqueue_delivery, ladder_on_outcome, message_transition, messages_recheck_for_delivery
 from channels.signals import message_status_changed
 from consent import services as consent_services
 from consent.models import Channel, DevicePlatform, PushDevice, SuppressionReason
@@ -32,6 +60,10 @@ from consent.models import Channel, DevicePlatform, PushDevice, SuppressionReaso
 logger = logging.getLogger(__name__)
 SYSTEM_ACTOR = "channels"
 RATE_LIMITED_DELAY = 1.0
+# Provider calls in flight per account and task (the work is waiting on the
+# network); an account's options.calls_in_flight overrides it.
+CALLS_IN_FLIGHT = 8
+MAX_CALLS_IN_FLIGHT = 32
 
 
 @dataclass
@@ -44,6 +76,16 @@ class BatchReport:
     rate_limited: list[int] = field(default_factory=list)
 
 
+@dataclass
+class _Outcome:
+    """What happened to one claimed message: the provider's answer (Accepted
+    or the error it raised), or None when the rate limit held it back."""
+
+    message: OutboundMessage
+    account: ProviderAccount | None
+    answer: Accepted | Exception | None
+
+
 # Push is one channel served by two kinds of service: browsers subscribe with
 # Web Push, apps register FCM tokens.
 _PUSH_ADAPTERS = {
@@ -53,25 +95,36 @@ _PUSH_ADAPTERS = {
 }
 
 
-def account_for(channel: str, platform: str = "") -> ProviderAccount | None:
-    """The active account with the lowest priority serves the channel (for
-    push: among the adapters that can reach the device's platform)."""
-    accounts = ProviderAccount.objects.filter(channel=channel, active=True).order_by("priority", "pk")
-    if channel == Channel.PUSH and platform:
-        accounts = accounts.filter(adapter__in=_PUSH_ADAPTERS.get(platform, (Adapter.CONSOLE,)))
-    return accounts.first()
+def account_for(accounts: list[ProviderAccount], channel: str, platform: str = "") -> ProviderAccount | None:
+    """Of the active accounts (ordered by priority, then pk), the first that
+    serves the channel (for push: among the adapters that can reach the
+    device's platform)."""
+    adapters = _PUSH_ADAPTERS.get(platform, (Adapter.CONSOLE,)) if channel == Channel.PUSH and platform else None
+    for account in accounts:
+        if account.channel == channel and (adapters is None or account.adapter in adapters):
+            return account
+    return None
 
 
-def _platform(message: OutboundMessage) -> str:
-    if message.channel != Channel.PUSH:
-        return ""
-    return PushDevice.objects.filter(token=message.address).values_list("platform", flat=True).first() or ""
+def _routes(messages: list[OutboundMessage]) -> list[tuple[ProviderAccount | None, list[OutboundMessage]]]:
+    """The messages grouped by the account that serves them, in two queries
+    for the whole batch."""
+    accounts = list(ProviderAccount.objects.filter(active=True, channel__in={m.channel for m in messages})
+                    .order_by("priority", "pk"))
+    tokens = [m.address for m in messages if m.channel == Channel.PUSH]
+    platforms = dict(PushDevice.objects.filter(token__in=tokens).values_list("token", "platform")) if tokens else {}
+    groups: dict[int | None, tuple[ProviderAccount | None, list[OutboundMessage]]] = {}
+    for message in messages:
+        account = account_for(accounts, message.channel, platforms.get(message.address, ""))
+        groups.setdefault(account.pk if account else None, (account, []))[1].append(message)
+    return list(groups.values())
 
 
 def messages_claim(*, message_ids: list[int], now: dt.datetime) -> list[OutboundMessage]:
     """queued -> sending, for the rows that are still queued and due and that
-    the gate still allows (consent may have changed since they were queued);
-    rows another worker holds are skipped, never waited for."""
+    the gate still allows (consent may have changed since they were queued),
+    counting an attempt for each; rows another worker holds are skipped,
+    never waited for."""
     with transaction.atomic():
         candidates = list(
             OutboundMessage.objects.select_for_update(skip_locked=True, of=("self",))
@@ -80,25 +133,56 @@ def messages_claim(*, message_ids: list[int], now: dt.datetime) -> list[Outbound
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .order_by("pk")
         )
-        claimable = [m.pk for m in messages_recheck_for_delivery(messages=candidates, now=now)]
-        updated = OutboundMessage.objects.filter(pk__in=claimable, status=MessageStatus.QUEUED).update(
-            status=MessageStatus.SENDING, sending_at=now, status_changed_at=now
+        claimed = messages_recheck_for_delivery(messages=candidates, now=now)
+        updated = OutboundMessage.objects.filter(pk__in=[m.pk for m in claimed], status=MessageStatus.QUEUED).update(
+            status=MessageStatus.SENDING, sending_at=now, status_changed_at=now, attempts=F("attempts") + 1
         )
-        if updated != len(claimable):
+        if updated != len(claimed):
             raise AssertionError("rows locked for the claim changed under the lock")
-        DeliveryEvent.objects.bulk_create(
-            DeliveryEvent(message_id=pk, kind=DeliveryEvent.Kind.STATUS, status=MessageStatus.SENDING,
-                          old_status=MessageStatus.QUEUED, received_at=now)
-            for pk in claimable
-        )
-        claimed = list(OutboundMessage.objects.filter(pk__in=claimable).select_related("contact").order_by("pk"))
-        transaction.on_commit(lambda: _announce(claimed, MessageStatus.QUEUED, MessageStatus.SENDING))
+        moves = [(m, MessageStatus.QUEUED, MessageStatus.SENDING, "") for m in claimed]
+        _insert_status_events(moves, now)
+        for message in claimed:  # the rows are locked: memory and table agree
+            message.status, message.sending_at, message.status_changed_at = MessageStatus.SENDING, now, now
+            message.attempts += 1
+        transaction.on_commit(lambda: _announce(moves))
     return claimed
 
 
-def _announce(messages: list[OutboundMessage], old: str, new: str) -> None:
-    for message in messages:
+# A status move recorded in bulk: the message, from, to, and the event's detail.
+_Move = tuple[OutboundMessage, str, str, str]
+
+
+def _announce(moves: list[_Move]) -> None:
+    for message, old, new, _detail in moves:
         message_status_changed.send(sender=OutboundMessage, message=message, old_status=old, new_status=new)
+
+
+_EVENTS_SQL = """
+INSERT INTO {table} (message_id, kind, old_status, status, detail, provider, payload, received_at)
+SELECT e.message_id, %s, e.old_status, e.status, e.detail, '', '{{}}'::jsonb, %s
+FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::varchar[]) WITH ORDINALITY
+    AS e (message_id, old_status, status, detail, n)
+ORDER BY e.n
+"""
+
+
+def _insert_status_events(moves: list[_Move], at: dt.datetime) -> None:
+    """One status DeliveryEvent per move, in the moves' order (a message's
+    later move gets the later id), in one statement."""
+    if not moves:
+        return
+    if connection.vendor != "postgresql":  # the embedded SQLite
+        DeliveryEvent.objects.bulk_create(
+            DeliveryEvent(message=m, kind=DeliveryEvent.Kind.STATUS, old_status=old, status=new, detail=detail[:500],
+                          received_at=at)
+            for m, old, new, detail in moves
+        )
+        return
+    columns = [list(column) for column in zip(*((m.pk, old, new, detail[:500]) for m, old, new, detail in moves),
+                                              strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(_EVENTS_SQL.format(table=connection.ops.quote_name(DeliveryEvent._meta.db_table)),
+                       [DeliveryEvent.Kind.STATUS.value, at, *columns])
 
 
 def deliver_batch(*, message_ids: list[int], now: dt.datetime | None = None) -> BatchReport:
@@ -106,58 +190,232 @@ def deliver_batch(*, message_ids: list[int], now: dt.datetime | None = None) -> 
     report = BatchReport()
     claimed = messages_claim(message_ids=message_ids, now=now)
     report.claimed = len(claimed)
-    accounts: dict[tuple[str, str], ProviderAccount | None] = {}
-    for message in claimed:
-        route = (message.channel, _platform(message))
-        if route not in accounts:
-            accounts[route] = account_for(*route)
-        _deliver_one(message, accounts[route], report)
-    if report.rate_limited:
-        enqueue_delivery(report.rate_limited, countdown=RATE_LIMITED_DELAY)
+    if not claimed:
+        return report
+    outcomes: list[_Outcome] = []
+    try:
+        for account, messages in _routes(claimed):
+            if account is None:
+                # Configuration an operator can fix (add or activate an
+                # account): wait for it with backoff rather than lose the message.
+                outcomes.extend(_Outcome(m, None, TransientError(f"no active provider account for channel {m.channel}"))
+                                for m in messages)
+            else:
+                _send_group(account, messages, outcomes)
+    except SoftTimeLimitExceeded:
+        # The task is out of time: stop calling providers now, but record what
+        # they already answered (an accepted message left in `sending` would be
+        # sent again after the sweeper). The rows not answered stay in
+        # `sending`: the sweeper recovers them.
+        _record(outcomes, report)
+        raise
+    _record(outcomes, report)
     return report
 
 
-def _deliver_one(message: OutboundMessage, account: ProviderAccount | None, report: BatchReport) -> None:
-    if account is None:
-        # Configuration an operator can fix (add or activate an account):
-        # wait for it with backoff rather than lose the message.
-        _count_attempt(message)
-        _retry_or_fail(message, TransientError(f"no active provider account for channel {message.channel}"), report)
-        return
-    if not ratelimit.try_acquire(account):
-        # Back in line without spending an attempt; retried in a second.
-        message_transition(message=message, to=MessageStatus.QUEUED, detail=f"rate limit of {account.name}",
-                           fields={"next_attempt_at": timezone.now()})
-        report.rate_limited.append(message.pk)
-        return
-    _count_attempt(message)
+# --- Calling the providers --------------------------------------------------------
+
+
+def _send_group(account: ProviderAccount, messages: list[OutboundMessage], outcomes: list[_Outcome]) -> None:
+    """One account's messages, in waves: the first alone, then up to
+    calls_in_flight at once; each wave takes its rate-limit budget just
+    before it goes. Answers are appended to `outcomes` as they come."""
+    provider = provider_for(account)
+    in_flight = _calls_in_flight(account, provider)
+    waves = [messages[:1]] + [messages[i:i + in_flight] for i in range(1, len(messages), in_flight)]
+    for index, wave in enumerate(waves):
+        granted = ratelimit.acquire(account, len(wave))
+        _call_wave(provider, account, wave[:granted], outcomes)
+        if granted < len(wave):
+            # The budget is spent: this wave's rest and every later wave wait.
+            held = wave[granted:] + [m for later in waves[index + 1:] for m in later]
+            outcomes.extend(_Outcome(m, account, None) for m in held)
+            return
+
+
+def _calls_in_flight(account: ProviderAccount, provider: Provider) -> int:
+    if not provider.concurrent_calls:
+        return 1
+    wanted = (account.options or {}).get("calls_in_flight", CALLS_IN_FLIGHT)
     try:
-        accepted = provider_for(account).send(message, account)
+        return max(1, min(MAX_CALLS_IN_FLIGHT, int(wanted)))
+    except (TypeError, ValueError):
+        return CALLS_IN_FLIGHT
+
+
+def _call_wave(provider: Provider, account: ProviderAccount, wave: list[OutboundMessage],
+               outcomes: list[_Outcome]) -> None:
+    if len(wave) <= 1:
+        outcomes.extend(_Outcome(m, account, _call(provider, m, account)) for m in wave)
+        return
+    futures: list[Future] = [_executor().submit(_call, provider, m, account) for m in wave]
+    try:
+        wait(futures)
+    finally:
+        # Also when the task runs out of time while waiting: calls not started
+        # never start; the answers that did come are kept.
+        for future in futures:
+            future.cancel()
+        outcomes.extend(_Outcome(m, account, f.result()) for m, f in zip(wave, futures, strict=True)
+                        if f.done() and not f.cancelled())
+
+
+def _call(provider: Provider, message: OutboundMessage, account: ProviderAccount) -> Accepted | Exception:
+    try:
+        return provider.send(message, account)
     except SoftTimeLimitExceeded:
-        # The task is out of time: stop the batch now. This row and the rest
-        # of the batch stay in `sending`; the sweeper recovers them.
-        raise
-    except AmbiguousError as error:
+        raise  # only ever raised on the task's own thread: stop the batch
+    except Exception as error:  # classified on the task's thread
+        return error
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """One pool per process, made after the worker's fork."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=MAX_CALLS_IN_FLIGHT, thread_name_prefix="delivery")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+# --- Recording the outcomes -------------------------------------------------------
+
+
+def _record(outcomes: list[_Outcome], report: BatchReport) -> None:
+    accepted = [o for o in outcomes if isinstance(o.answer, Accepted)]
+    if accepted:
+        report.sent += len(accepted)
+        _record_accepted(accepted)
+    held = [o for o in outcomes if o.answer is None]
+    if held:
+        _requeue_rate_limited(held, report)
+    for outcome in outcomes:
+        if isinstance(outcome.answer, Exception):
+            _record_error(outcome.message, outcome.answer, report)
+
+
+def _record_accepted(accepted: list[_Outcome]) -> None:
+    """sending -> sent (-> delivered when the adapter knows at once) for every
+    accepted message in one UPDATE, with their DeliveryEvents and signals,
+    as message_transition would record each."""
+    now = timezone.now()
+    with transaction.atomic():
+        moved = _mark_accepted(accepted, now)
+        moves: list[_Move] = []
+        for outcome in accepted:
+            if outcome.message.pk in moved:
+                moves += _accepted_moves(outcome, now)
+        _insert_status_events(moves, now)
+        # A fast provider may already have reported (a webhook landed first):
+        # then only the bookkeeping fields are filled in.
+        for outcome in accepted:
+            if outcome.message.pk not in moved:
+                OutboundMessage.objects.filter(pk=outcome.message.pk).update(**_provider_fields(outcome))
+        for message, _old, new, _detail in moves:
+            if new == MessageStatus.DELIVERED and message.intent_id:
+                ladder_on_outcome(message=message, now=now)
+        transaction.on_commit(lambda: _announce(moves))
+
+
+_ACCEPTED_SQL = """
+UPDATE {table} AS m
+SET status = v.status, status_changed_at = %s, sent_at = %s,
+    delivered_at = CASE WHEN v.status = 'delivered' THEN %s ELSE m.delivered_at END,
+    provider = v.provider, provider_account_id = v.account_id, provider_message_id = v.provider_message_id,
+    cost_estimate = v.cost_estimate, error = ''
+FROM (VALUES {rows}) AS v (id, status, provider, account_id, provider_message_id, cost_estimate)
+WHERE m.id = v.id AND m.status = 'sending'
+RETURNING m.id
+"""
+_ACCEPTED_ROW = "(%s::bigint, %s::varchar, %s::varchar, %s::bigint, %s::varchar, %s::numeric)"
+
+
+def _mark_accepted(accepted: list[_Outcome], now: dt.datetime) -> set[int]:
+    """Move the accepted rows still in `sending`; returns the ids moved."""
+    if connection.vendor != "postgresql":  # the embedded SQLite: one conditional UPDATE each
+        return {o.message.pk for o in accepted if OutboundMessage.objects.filter(
+            pk=o.message.pk, status=MessageStatus.SENDING).update(**_accepted_fields(o, now))}
+    rows, params = [], [now, now, now]
+    for outcome in accepted:
+        fields = _accepted_fields(outcome, now)
+        rows.append(_ACCEPTED_ROW)
+        params += [outcome.message.pk, fields["status"], fields["provider"], fields["provider_account_id"],
+                   fields["provider_message_id"], fields["cost_estimate"]]
+    # Every name is ours and every value a parameter.
+    sql = _ACCEPTED_SQL.format(table=connection.ops.quote_name(OutboundMessage._meta.db_table), rows=", ".join(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _accepted_fields(outcome: _Outcome, now: dt.datetime) -> dict:
+    delivered = outcome.answer.delivered
+    fields = {**_provider_fields(outcome), "status": MessageStatus.DELIVERED if delivered else MessageStatus.SENT,
+              "status_changed_at": now, "sent_at": now}
+    if delivered:
+        fields["delivered_at"] = now
+    return fields
+
+
+def _provider_fields(outcome: _Outcome) -> dict:
+    return {"provider": outcome.account.adapter, "provider_account_id": outcome.account.pk,
+            "provider_message_id": outcome.answer.provider_message_id[:200],
+            "cost_estimate": outcome.answer.cost_estimate, "error": ""}
+
+
+def _accepted_moves(outcome: _Outcome, now: dt.datetime) -> list[_Move]:
+    """The message's new state in memory, and its moves."""
+    message = outcome.message
+    for name, value in _provider_fields(outcome).items():
+        setattr(message, name, value)
+    message.status, message.status_changed_at, message.sent_at = MessageStatus.SENT, now, now
+    moves = [(message, MessageStatus.SENDING, MessageStatus.SENT, "")]
+    if outcome.answer.delivered:
+        message.status, message.delivered_at = MessageStatus.DELIVERED, now
+        moves.append((message, MessageStatus.SENT, MessageStatus.DELIVERED, "console adapter"))
+    return moves
+
+
+def _requeue_rate_limited(held: list[_Outcome], report: BatchReport) -> None:
+    """Back in line without spending an attempt (the claim counted one: give
+    it back), retried in a second."""
+    now = timezone.now()
+    ids = [o.message.pk for o in held]
+    with transaction.atomic():
+        OutboundMessage.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
+            status=MessageStatus.QUEUED, status_changed_at=now, next_attempt_at=now, attempts=F("attempts") - 1
+        )
+        moves = [(o.message, MessageStatus.SENDING, MessageStatus.QUEUED, f"rate limit of {o.account.name}")
+                 for o in held]
+        _insert_status_events(moves, now)
+        for outcome in held:
+            message = outcome.message
+            message.status, message.status_changed_at, message.next_attempt_at = MessageStatus.QUEUED, now, now
+            message.attempts -= 1
+        transaction.on_commit(lambda: _announce(moves))
+        enqueue_delivery(ids, countdown=RATE_LIMITED_DELAY)
+    report.rate_limited += ids
+
+
+def _record_error(message: OutboundMessage, error: Exception, report: BatchReport) -> None:
+    if isinstance(error, AmbiguousError):
         _ambiguous(message, error, report)
-    except TransientError as error:
+    elif isinstance(error, TransientError):
         _retry_or_fail(message, error, report)
-    except PermanentError as error:
+    elif isinstance(error, PermanentError):
         _fail(message, f"{error.code}: {error}" if error.code else str(error), report)
         feedback_apply(message=message, feedback=error.feedback, detail=str(error))
-    except ImproperlyConfigured as error:  # a missing secret: an operator can fix it, so wait for it
+    elif isinstance(error, ImproperlyConfigured):  # a missing secret: an operator can fix it, so wait for it
         _retry_or_fail(message, TransientError(f"provider account misconfigured: {error}"), report)
-    except Exception as error:  # an adapter bug or an unmapped library error: retry, do not lose it
-        logger.exception("unexpected error delivering message %s", message.pk)
+    else:  # an adapter bug or an unmapped library error: retry, do not lose it
+        logger.error("unexpected error delivering message %s", message.pk, exc_info=error)
         _retry_or_fail(message, TransientError(f"unexpected {type(error).__name__}: {error}"), report)
-    else:
-        _accepted(message, account, accepted)
-        report.sent += 1
-
-
-def _count_attempt(message: OutboundMessage) -> None:
-    # Counted before the call, so a crash inside the provider call still counts.
-    OutboundMessage.objects.filter(pk=message.pk).update(attempts=F("attempts") + 1)
-    message.attempts += 1
 
 
 def _ambiguous(message: OutboundMessage, error: AmbiguousError, report: BatchReport) -> None:
@@ -171,24 +429,6 @@ def _ambiguous(message: OutboundMessage, error: AmbiguousError, report: BatchRep
     DeliveryEvent.objects.create(message=message, kind=DeliveryEvent.Kind.STATUS, status=MessageStatus.SENDING,
                                  old_status=MessageStatus.SENDING, detail=detail[:500], received_at=timezone.now())
     report.ambiguous += 1
-
-
-def _accepted(message: OutboundMessage, account: ProviderAccount, accepted: Accepted) -> None:
-    fields = {
-        "provider": account.adapter,
-        "provider_account_id": account.pk,
-        "provider_message_id": accepted.provider_message_id[:200],
-        "cost_estimate": accepted.cost_estimate,
-        "error": "",
-    }
-    # A fast provider may already have reported delivery (a webhook landed
-    # first); then only the bookkeeping fields are filled in.
-    moved = message_transition(message=message, to=MessageStatus.SENT, fields=fields, strict=False)
-    if not moved:
-        OutboundMessage.objects.filter(pk=message.pk).update(**fields)
-        return
-    if accepted.delivered:
-        message_transition(message=message, to=MessageStatus.DELIVERED, detail="console adapter", strict=False)
 
 
 def backoff_seconds(attempt: int) -> float:

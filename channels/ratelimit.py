@@ -1,9 +1,18 @@
-"""Per-sender rate limits held in Redis, so every worker shares one budget."""
+"""Per-sender rate limits held in Redis, so every worker shares one budget.
+
+The budget is a sliding one-second window: a log of the grants of the last
+second per sender (a sorted set scored by grant time). One Lua script, run
+atomically by Redis, drops what fell out of the window and takes as many of
+the wanted sends as still fit, so a delivery task asks once for a whole wave
+of calls, and no one-second window ever holds more than the limit, not even
+across the edge of a clock second (the fixed window this replaces let two
+full budgets through around an edge). The clock is Redis's own (TIME), so
+workers on machines with skewed clocks still share one window."""
 
 from __future__ import annotations
 
 import logging
-import time
+import uuid
 from functools import lru_cache
 
 import redis
@@ -12,6 +21,32 @@ from django.conf import settings
 from channels.models import ProviderAccount
 
 logger = logging.getLogger(__name__)
+WINDOW_MICROSECONDS = 1_000_000
+
+# KEYS[1] the sender's log. ARGV: limit, wanted, a unique prefix for the new
+# entries, the time in microseconds ("" to use Redis's clock), the window.
+_TAKE = """
+local now = tonumber(ARGV[4])
+if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+-- A microsecond of slack: `at` comes in float seconds.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - tonumber(ARGV[5]) + 1))
+local granted = math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1]))
+if granted <= 0 then
+    return 0
+end
+local score = string.format('%.0f', now)
+local entries = {}
+for i = 1, granted do
+    entries[#entries + 1] = score
+    entries[#entries + 1] = ARGV[3] .. i
+end
+redis.call('ZADD', KEYS[1], unpack(entries))
+redis.call('PEXPIRE', KEYS[1], 5000)
+return granted
+"""
 
 
 @lru_cache(maxsize=1)
@@ -19,25 +54,36 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
-def try_acquire(account: ProviderAccount, *, at: float | None = None) -> bool:
-    """Take one send from this sender's budget for the current second; False
-    when it is spent. A fixed one-second window: simple, shared, and its
-    worst case (2x at a window edge) is within what providers tolerate."""
+@lru_cache(maxsize=1)
+def _script(url: str):
+    return _client(url).register_script(_TAKE)
+
+
+def acquire(account: ProviderAccount, wanted: int, *, at: float | None = None) -> int:
+    """Take up to `wanted` sends from this sender's budget, in one round trip;
+    returns how many were granted (the first ones of the caller's list go,
+    the rest wait). `at` (seconds) replaces Redis's clock, for tests."""
+    if wanted <= 0:
+        return 0
     if not account.rate_limit_per_second:
-        return True
+        return wanted
     if not settings.REDIS_URL:
         logger.warning("rate limit on %s not enforced: REDIS_URL is not set", account.name)
-        return True
-    second = int(at if at is not None else time.time())
-    key = f"channels:rate:{account.pk}:{second}"
+        return wanted
+    now = "" if at is None else str(round(at * 1_000_000))
     try:
-        pipe = _client(settings.REDIS_URL).pipeline()
-        pipe.incr(key)
-        pipe.expire(key, 5)
-        count, _ = pipe.execute()
+        granted = _script(settings.REDIS_URL)(
+            keys=[f"channels:rate:{account.pk}"],
+            args=[account.rate_limit_per_second, wanted, f"{uuid.uuid4().hex}:", now, WINDOW_MICROSECONDS],
+        )
     except redis.RedisError as error:
-        # Without the shared count we cannot know the budget: hold the send
-        # (it goes back in line) rather than fail it or send unlimited.
+        # Without the shared count we cannot know the budget: hold the sends
+        # (they go back in line) rather than fail them or send unlimited.
         logger.warning("rate limit on %s unknown, holding the send: Redis error %s", account.name, error)
-        return False
-    return count <= account.rate_limit_per_second
+        return 0
+    return int(granted)
+
+
+def try_acquire(account: ProviderAccount, *, at: float | None = None) -> bool:
+    """Take one send from this sender's budget; False when it is spent."""
+    return acquire(account, 1, at=at) == 1

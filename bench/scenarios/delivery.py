@@ -148,11 +148,12 @@ def one_run(state: dict, n: int, sms_limit: int = THROUGHPUT_RATE_LIMIT) -> dict
         seen_twilio, seen_smtp = stop_fake(twilio), stop_fake(smtp)
     by_status = statuses()
     done = by_status.get("sms:sent", 0) + by_status.get("email:sent", 0)
-    sms_seen = seen_twilio.get(SMS_SENDER, {})
+    sms_seen = seen_twilio["senders"].get(SMS_SENDER, {})
     return {"delivered": done, "seconds": seconds, "published_s": published_s, "statuses": by_status,
             "sms_max_per_second_at_provider": sms_seen.get("max_per_second", 0),
             "sms_requests_at_provider": sms_seen.get("requests", 0),
-            "emails_at_provider": sum(v["requests"] for v in seen_smtp.values()),
+            "emails_at_provider": sum(v["requests"] for v in seen_smtp["senders"].values()),
+            "twilio_connections": seen_twilio["connections"], "smtp_sessions": seen_smtp["connections"],
             "rate_limited_requeues": rate_limited_requeues()}
 
 
@@ -227,6 +228,7 @@ def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict
                   "sms_max_per_second_at_provider": r["sms_max_per_second_at_provider"],
                   "sms_requests_at_provider": r["sms_requests_at_provider"],
                   "emails_at_provider": r["emails_at_provider"], "rate_limited_requeues": r["rate_limited_requeues"],
+                  "twilio_connections": r["twilio_connections"], "smtp_sessions": r["smtp_sessions"],
                   "statuses": r["statuses"]}
                  for rate_, r in zip(rates, results, strict=True)],
         "queries": queries,

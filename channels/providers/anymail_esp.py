@@ -27,6 +27,7 @@ from channels.providers.email_common import build_email
 
 class AnymailProvider:
     name = "anymail"
+    concurrent_calls = True
 
     def send(self, message: OutboundMessage, account: ProviderAccount) -> Accepted:
         options = account.options or {}

@@ -67,6 +67,11 @@ class Accepted:
 
 class Provider(Protocol):
     name: str
+    # True when send() may run on several threads at once and touches only
+    # the network (delivery calls it from a thread pool, and those threads
+    # have no database connection of their own); False keeps its calls on
+    # the task's thread, one at a time.
+    concurrent_calls: bool
 
     def send(self, message: OutboundMessage, account: ProviderAccount) -> Accepted: ...
 

@@ -14,6 +14,7 @@ logger = logging.getLogger("channels.console")
 
 class ConsoleProvider:
     name = "console"
+    concurrent_calls = True
 
     def send(self, message: OutboundMessage, account: ProviderAccount) -> Accepted:
         # Only ids and the channel: the content may hold personal data.

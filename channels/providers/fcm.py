@@ -41,6 +41,7 @@ class _Anonymous(credentials.Base):
 
 class FcmProvider:
     name = "fcm"
+    concurrent_calls = True
 
     def send(self, message: OutboundMessage, account: ProviderAccount) -> Accepted:
         app = _app_for(account)

@@ -50,12 +50,16 @@ PERMANENT_CODES = {
 # The SDK logs every request at INFO, URLs with phone numbers included.
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
-_clients: dict[tuple, Client] = {}
-_lock = threading.Lock()
+# One client per thread and account: the SDK's HTTP client keeps a requests
+# Session (connections kept alive between messages and batches), but it hands
+# each answer back through an attribute of the client, so two threads sharing
+# one could read each other's answers.
+_local = threading.local()
 
 
 class TwilioProvider:
     name = "twilio"
+    concurrent_calls = True
 
     def send(self, message: OutboundMessage, account: ProviderAccount) -> Accepted:
         client = client_for(account)
@@ -80,15 +84,15 @@ def client_for(account: ProviderAccount) -> Client:
     sid = account_secret(account, "ACCOUNT_SID", default_prefix="TWILIO")
     token = account_secret(account, "AUTH_TOKEN", default_prefix="TWILIO")
     base_url = (account.options or {}).get("base_url", "")
-    key = (sid, token, base_url)
-    with _lock:
-        if key not in _clients:
-            http = TwilioHttpClient(timeout=(account.options or {}).get("timeout", 10))
-            client = Client(sid, token, http_client=http)
-            if base_url:
-                client.api.base_url = base_url.rstrip("/")
-            _clients[key] = client
-        return _clients[key]
+    timeout = (account.options or {}).get("timeout", 10)
+    key = (sid, token, base_url, timeout)
+    clients = _local.__dict__.setdefault("clients", {})
+    if key not in clients:
+        client = Client(sid, token, http_client=TwilioHttpClient(timeout=timeout))
+        if base_url:
+            client.api.base_url = base_url.rstrip("/")
+        clients[key] = client
+    return clients[key]
 
 
 def _to_address(message: OutboundMessage) -> str:

@@ -29,6 +29,8 @@ GONE = (404, 410)  # the subscription expired or was withdrawn
 
 class WebPushProvider:
     name = "webpush"
+    # It reads the subscription keys from the database: one call at a time, on the task's thread.
+    concurrent_calls = False
 
     def send(self, message: OutboundMessage, account: ProviderAccount) -> Accepted:
         device = PushDevice.objects.filter(token=message.address).first()
