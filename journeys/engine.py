@@ -204,16 +204,23 @@ def run_set_based(ordered: list[Enrollment], batch: Batch) -> bool:
     # An update-attribute step replaces contact.attributes with a new dict: keeping the old one is enough.
     claimed = [(e, _fields_of(e), e.contact.attributes) for e in ordered]
     savepoint = transaction.savepoint()
+    # A bare savepoint does not scope on_commit callbacks: the ones this pass
+    # registers (a webhook call, delivery) must go with what it rolls back.
+    callbacks = len(connection.run_on_commit)
     try:
         run_each(ordered, batch)
         batch.sends.flush()
-    except DatabaseError:
+    except Exception:
+        # Not only database errors: anything the batched write raises would
+        # otherwise roll back every tick of this batch; one by one, it parks
+        # only the enrollment it belongs to.
         logger.warning("journeys: writing the batch's sends together failed; running them one by one",
                        exc_info=True)
         # A failed write inside Django's atomic blocks marks the whole transaction
         # for rollback; rolling back to our savepoint, taken before it, makes it usable.
         transaction.set_rollback(False)
         transaction.savepoint_rollback(savepoint)
+        del connection.run_on_commit[callbacks:]
         for enrollment, fields, attributes in claimed:
             _set_fields(enrollment, fields)
             enrollment.contact.attributes = attributes

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from channels.models import DeliveryEvent, OutboundMessage
+from channels.services import _DeliveryFlush
 from consent.models import QuietHoursRule
 from journeys.engine import advance
 from journeys.models import CapRule, Enrollment, StepExecution, StepOutcome
@@ -83,3 +84,43 @@ def test_a_batch_whose_write_fails_runs_again_send_by_send_and_sends_nothing_twi
     assert by_contact == {send_key(e, "s"): s for e, s in [(first, "queued"), (second, "sent"), (third, "queued")]}
     assert DeliveryEvent.objects.count() == 2  # one status event per message the tick wrote
     assert set(Enrollment.objects.values_list("status", flat=True)) == {"completed"}
+
+
+def test_a_batch_run_again_publishes_each_webhook_call_once(sms_template, t0, monkeypatch,
+                                                            django_capture_on_commit_callbacks):
+    journey = live_journey("hook-then-send", [
+        {"key": "w", "type": "webhook", "url": "http://127.0.0.1:9/hook"},
+        {"key": "s", "type": "send", "template": "nudge-sms"},
+    ], trigger={"event": "never.happens"})
+
+    def resting_at_the_webhook(count: int) -> list[Enrollment]:
+        enrollments = due_at_send(journey, count, t0)
+        Enrollment.objects.filter(pk__in=[e.pk for e in enrollments]).update(
+            current_step="w", current_step_type="webhook", send_pending=False, visits={"w": 1})
+        return enrollments
+
+    def tick(ids: list[int]) -> int:
+        with django_capture_on_commit_callbacks() as callbacks:
+            assert advance(now=t0, only_enrollment_ids=ids) == len(ids)
+        # Delivery publishing is counted elsewhere: one by one, each send publishes its own.
+        return sum(1 for callback in callbacks if not isinstance(callback, _DeliveryFlush))
+
+    published_in_one_pass = tick([e.pk for e in resting_at_the_webhook(3)])
+
+    taken = resting_at_the_webhook(3)[1]
+    real_send = HANDLERS["send"]
+
+    def another_writer_takes_the_key(enrollment, step, batch):
+        key = send_key(enrollment, "s")
+        if enrollment.pk == taken.pk and not OutboundMessage.objects.filter(idempotency_key=key).exists():
+            OutboundMessage.objects.create(contact=enrollment.contact, channel="sms", idempotency_key=key,
+                                           origin_kind="journey", status="sent", created_at=t0,
+                                           status_changed_at=t0)
+        return real_send(enrollment, step, batch)
+
+    monkeypatch.setitem(HANDLERS, "send", another_writer_takes_the_key)
+    ids = list(Enrollment.objects.filter(current_step="w").values_list("pk", flat=True))
+
+    # The rolled-back pass's webhook publishes go with its rows: one per call, as in a clean pass.
+    assert tick(ids) == published_in_one_pass
+    assert StepExecution.objects.filter(enrollment_id__in=ids, step_key="s", outcome=StepOutcome.DUPLICATE).count() == 1
