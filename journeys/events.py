@@ -16,9 +16,18 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from consent.models import Contact
+from consent.policy import contact_timezone
 from consent.services import Actor, actor_label, contact_upsert
-from journeys.conditions import all_hold
-from journeys.definition import first_step, parse_duration, steps_by_key
+from journeys.conditions import all_hold, date_target, resolve
+from journeys.definition import (
+    at_property,
+    describe_at,
+    first_step,
+    parse_duration,
+    parse_hhmm,
+    steps_by_key,
+    trigger_at,
+)
 from journeys.engine import enrollments_end_many
 from journeys.models import (
     OPEN_ENROLLMENT,
@@ -236,7 +245,8 @@ def _wake_waits(events: list[Event], open_rows: list[Enrollment], now: dt.dateti
         names_by_contact[event.contact_id].add(event.name)
     wake = []
     for enrollment in open_rows:
-        if enrollment.current_step_type != "wait_for_event":
+        # A wait not started yet (an enrollment waiting at its entry for a date trigger) waits for nothing.
+        if enrollment.current_step_type != "wait_for_event" or enrollment.step_started_at is None:
             continue
         step = steps_by_key(enrollment.version.definition).get(enrollment.current_step, {})
         if step.get("event") in names_by_contact.get(enrollment.contact_id, set()):
@@ -259,6 +269,8 @@ class Candidate:
     context: dict[str, Any] = field(default_factory=dict)
     # One open enrollment per journey, contact and scope: "case:42" lets a contact's second case have its own.
     scope_key: str = ""
+    # A date trigger's instant: the enrollment waits at its entry until then.
+    start_at: dt.datetime | None = None
 
 
 def _apply_triggers(events: list[Event], now: dt.datetime) -> None:
@@ -294,7 +306,9 @@ def enroll(candidates: list[Candidate], now: dt.datetime) -> list[Enrollment]:
     exits = _exit_events(candidates, contact_ids, now)
     to_create, decisions = [], []
     for candidate in candidates:
-        outcome, detail = _entry_rule(candidate, history, exits)
+        outcome, detail = _date_rule(candidate, now)
+        if outcome == EntryOutcome.ENTERED:
+            outcome, detail = _entry_rule(candidate, history, exits)
         if outcome != EntryOutcome.ENTERED:
             decisions.append(_decision(candidate.journey, candidate.contact, candidate.event, outcome, detail, now))
             continue
@@ -309,7 +323,7 @@ def enroll(candidates: list[Candidate], now: dt.datetime) -> list[Enrollment]:
     for enrollment in to_create:
         key = (enrollment.journey_id, enrollment.contact_id, enrollment.scope_key, enrollment.trigger_event_id)
         outcome = EntryOutcome.ENTERED if key in created else EntryOutcome.ALREADY_ENROLLED
-        detail = "control group (holdout)" if enrollment.is_control and key in created else ""
+        detail = _entered_detail(enrollment, now) if key in created else ""
         decisions.append(
             _decision(enrollment.journey, enrollment.contact, enrollment.trigger_event, outcome, detail, now)
         )
@@ -343,6 +357,35 @@ def _exit_events(
         ):
             exits[row["contact_id"]].append((row["name"], row["occurred_at"]))
     return exits
+
+
+def _date_rule(candidate: Candidate, now: dt.datetime) -> tuple[str, str]:
+    """A date trigger: the first step runs at the event's date property plus
+    the offset (read in the contact's zone). A date missing, unreadable or
+    already passed when the event is processed keeps the contact out: a
+    reminder is never sent late."""
+    at = trigger_at(candidate.journey.live_version.definition)
+    if at is None:
+        return EntryOutcome.ENTERED, ""
+    value = resolve(f"event.{at_property(at)}", contact=candidate.contact, event=candidate.context)
+    target = date_target(
+        value, offset=parse_duration(at.get("offset") or 0), zone=contact_timezone(candidate.contact),
+        local_time=parse_hhmm(at["local_time"]) if at.get("local_time") else None,
+    )
+    if target is None:
+        return EntryOutcome.CONDITION_FALSE, f"{describe_at(at)}: {at_property(at)} is missing or not a date"
+    if target < now:
+        return EntryOutcome.CONDITION_FALSE, f"{describe_at(at)} already passed ({target.isoformat()})"
+    candidate.start_at = target
+    return EntryOutcome.ENTERED, ""
+
+
+def _entered_detail(enrollment: Enrollment, now: dt.datetime) -> str:
+    parts = ["control group (holdout)"] if enrollment.is_control else []
+    at = trigger_at(enrollment.version.definition)
+    if at is not None and enrollment.next_run_at is not None:
+        parts.append(f"first step at {enrollment.next_run_at.isoformat()} ({describe_at(at)})")
+    return "; ".join(parts)
 
 
 def _entry_rule(candidate: Candidate, history: dict, exits: dict) -> tuple[str, str]:
@@ -393,7 +436,7 @@ def _new_enrollment(candidate: Candidate, now: dt.datetime) -> Enrollment:
         current_step_type=steps_by_key(definition)[start]["type"],
         send_pending=steps_by_key(definition)[start]["type"] == "send",
         visits={start: 1},
-        next_run_at=now,
+        next_run_at=candidate.start_at or now,
         entered_at=candidate.entered_at,
         created_at=now,
     )
