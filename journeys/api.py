@@ -13,6 +13,7 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from consent.api import ContactInSerializer
@@ -131,19 +132,23 @@ def validate_events(data: Any) -> list[dict]:
         serializer.is_valid(raise_exception=True)  # refuses it, in DRF's words
         return serializer.validated_data["events"]
     latest = timezone.now() + FUTURE_SKEW
-    validated, errors = [], []
-    for item in items:
+    child = EventInSerializer()  # what ListSerializer runs per item
+    validated, errors = [], {}
+    for index, item in enumerate(items):
         plain = _plain_item(item, latest)
         if plain is None:
-            serializer = EventInSerializer(data=item)
-            if not serializer.is_valid():
-                errors.append(serializer.errors)
+            try:
+                plain = child.run_validation(item)
+            except serializers.ValidationError as error:
+                errors[index] = error.detail
                 continue
-            plain = serializer.validated_data
         validated.append(plain)
-        errors.append({})
-    if any(errors):
-        raise serializers.ValidationError({"events": errors})
+    if errors:
+        # The shape ListSerializer gives (drf-standardized-errors words both as events.<index>.<field>).
+        as_dict = getattr(api_settings, "LIST_SERIALIZER_ERRORS_AS_DICT", False)
+        raise serializers.ValidationError(
+            {"events": errors if as_dict else [errors.get(index, {}) for index in range(len(items))]}
+        )
     return validated
 
 

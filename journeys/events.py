@@ -512,8 +512,6 @@ def _entered_detail(candidate: Candidate, row: tuple) -> str:
     at = trigger_at(candidate.journey.live_version.definition)
     if at is not None and candidate.start_at is not None:
         parts.append(f"first step at {candidate.start_at.isoformat()} ({describe_at(at)})")
-    if candidate.end_status:
-        parts.append(f"then {candidate.end_status}: {candidate.end_reason}")
     return "; ".join(parts)
 
 
