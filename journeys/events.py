@@ -211,15 +211,17 @@ def process_events(*, now: dt.datetime, batch_size: int | None = None) -> int:
     were processed (0: none left)."""
     batch_size = batch_size or settings.JOURNEYS_EVENT_BATCH_SIZE
     with transaction.atomic():
-        events = list(
-            # of=self: locking the joined contacts too would deadlock with a tick
-            # whose outbox inserts take a key-share lock on the same contact.
-            Event.objects.select_for_update(skip_locked=True, of=("self",))
+        # The claim locks events only (locking the joined contacts too would deadlock with a tick whose
+        # outbox inserts take a key-share lock on the same contact), and it selects ids alone: the events
+        # table grows faster than autovacuum re-analyzes it, and with stale statistics PostgreSQL sorted the
+        # whole backlog joined to its contacts (70 ms per claim behind 50,000 events; 10 ms so).
+        claim = (
+            Event.objects.select_for_update(skip_locked=True)
             # An event that has not happened yet as of `now` waits (advance_journeys --now).
             .filter(processed_at__isnull=True, occurred_at__lte=now)
-            .select_related("contact")
-            .order_by("id")[:batch_size]
+            .order_by("id").values("id")[:batch_size]
         )
+        events = list(Event.objects.filter(pk__in=claim).select_related("contact").order_by("id"))
         if not events:
             return 0
         apply_events(events, now)
