@@ -138,6 +138,14 @@ def warm_up(port: int, key: str) -> None:
         thread.join()
 
 
+def any_unprocessed() -> bool:
+    """An event not processed yet (the partial index the processor claims from):
+    its enrollment is written in the same transaction that marks it processed."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM journeys_event WHERE processed_at IS NULL)")
+        return cursor.fetchone()[0]
+
+
 def count_enrollments(journey_id: int) -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM journeys_enrollment WHERE journey_id = %s", [journey_id])
@@ -160,9 +168,12 @@ def one_run(size: int, state: dict, run: int, port: int) -> dict:
         deadline = time.monotonic() + DEADLINE_SECONDS
         enrolled = 0
         while time.monotonic() < deadline:
-            enrolled = count_enrollments(state["journey_id"])
-            if enrolled >= size:
-                break
+            # Cheap probe first: counting 200,000 enrollments ten times a second took a
+            # good share of the same 2 cores the processor runs on.
+            if not any_unprocessed():
+                enrolled = count_enrollments(state["journey_id"])
+                if enrolled >= size:
+                    break
             time.sleep(0.1)
         enrolled_s = time.perf_counter() - start
     finally:
