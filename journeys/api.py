@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from typing import Any
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from consent.api import ContactInSerializer
@@ -19,6 +23,8 @@ from journeys.events import EventIn
 from journeys.models import Journey
 
 EVENT_NAME = r"^[A-Za-z0-9_.:-]+$"
+# Clock skew tolerated on occurred_at.
+FUTURE_SKEW = dt.timedelta(minutes=5)
 
 
 class EventContactSerializer(ContactInSerializer):
@@ -40,7 +46,7 @@ class EventInSerializer(serializers.Serializer):
 
     def validate_occurred_at(self, value):
         # Clock skew is tolerated; an event from the future would be acted on early or never.
-        if value > timezone.now() + dt.timedelta(minutes=5):
+        if value > timezone.now() + FUTURE_SKEW:
             raise serializers.ValidationError("occurred_at is in the future.")
         return value
 
@@ -66,6 +72,86 @@ def _event_in(item: dict, now) -> EventIn:
     )
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_PLAIN_CONTACT_KEYS = frozenset({"external_id", "attributes"})
+
+
+def _plain_text(value: Any, max_length: int) -> bool:
+    """What CharField accepts unchanged: a string, not blank, no surrounding
+    whitespace (it would be trimmed), no NUL or surrogate characters."""
+    return (
+        type(value) is str and 0 < len(value) <= max_length and not value[0].isspace() and not value[-1].isspace()
+        and "\x00" not in value and (value.isascii() or not _SURROGATE.search(value))
+    )
+
+
+def _plain_instant(value: Any, latest: dt.datetime) -> dt.datetime | None:
+    """An ISO-8601 string with a UTC offset, not in the future: as DateTimeField reads it."""
+    if type(value) is not str:
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    if parsed is None or parsed.tzinfo is None:
+        return None
+    parsed = parsed.astimezone(timezone.get_current_timezone())
+    return parsed if parsed <= latest else None
+
+
+def _plain_item(item: Any, latest: dt.datetime) -> dict | None:
+    """The common item (a contact by external_id, maybe attributes) checked by
+    hand, giving exactly what EventInSerializer would; None for anything else,
+    which the serializer then validates (and words the errors of)."""
+    if type(item) is not dict:
+        return None
+    name, contact, properties = item.get("name"), item.get("contact"), item.get("properties", {})
+    if not (type(name) is str and _PLAIN_NAME.fullmatch(name)
+            and _plain_text(item.get("idempotency_key"), 200) and type(properties) is dict
+            and type(contact) is dict and contact.keys() <= _PLAIN_CONTACT_KEYS
+            and _plain_text(contact.get("external_id"), 128) and type(contact.get("attributes", {})) is dict):
+        return None
+    validated = {"name": name, "contact": dict(contact), "properties": properties,
+                 "idempotency_key": item["idempotency_key"]}
+    if "occurred_at" in item:
+        validated["occurred_at"] = _plain_instant(item["occurred_at"], latest)
+        if validated["occurred_at"] is None:
+            return None
+    return validated
+
+
+def validate_events(data: Any) -> list[dict]:
+    """The batch's items as EventBatchSerializer validates them, with the same
+    errors (`events.<index>.<field>`), but checking the common item by hand:
+    DRF's nested serializers cost ~0.4 ms per item, most of a 1,000-event
+    request. Any invalid item rejects the whole batch."""
+    items = data.get("events") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= settings.JOURNEYS_EVENTS_PER_REQUEST:
+        serializer = EventBatchSerializer(data=data)
+        serializer.is_valid(raise_exception=True)  # refuses it, in DRF's words
+        return serializer.validated_data["events"]
+    latest = timezone.now() + FUTURE_SKEW
+    child = EventInSerializer()  # what ListSerializer runs per item
+    validated, errors = [], {}
+    for index, item in enumerate(items):
+        plain = _plain_item(item, latest)
+        if plain is None:
+            try:
+                plain = child.run_validation(item)
+            except serializers.ValidationError as error:
+                errors[index] = error.detail
+                continue
+        validated.append(plain)
+    if errors:
+        # The shape ListSerializer gives (drf-standardized-errors words both as events.<index>.<field>).
+        as_dict = getattr(api_settings, "LIST_SERIALIZER_ERRORS_AS_DICT", False)
+        raise serializers.ValidationError(
+            {"events": errors if as_dict else [errors.get(index, {}) for index in range(len(items))]}
+        )
+    return validated
+
+
 class EventsView(APIView):
     @extend_schema(
         request=EventBatchSerializer,
@@ -81,10 +167,9 @@ class EventsView(APIView):
             data = {"events": [data]}
         elif isinstance(data, list):
             data = {"events": data}
-        serializer = EventBatchSerializer(data=data)
-        serializer.is_valid(raise_exception=True)
+        items = validate_events(data)
         now = timezone.now()
-        events = [_event_in(item, now) for item in serializer.validated_data["events"]]
+        events = [_event_in(item, now) for item in items]
         try:
             result = services.events_ingest(events=events, actor=request.auth, now=now)
         except IdentityConflict as error:

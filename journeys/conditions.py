@@ -55,6 +55,33 @@ def as_datetime(value: Any, default_tz: dt.tzinfo | None = None) -> dt.datetime 
     return parsed
 
 
+def date_target(
+    value: Any, *, offset: dt.timedelta, local_time: dt.time | None, zone: dt.tzinfo
+) -> dt.datetime | None:
+    """The instant a date property points at, moved by `offset`, in UTC (None
+    if the value is not a date). A date-only or naive value is read in `zone`
+    (the contact's), and an offset moves it on that wall clock (a date-only
+    "-14d" is 14 calendar days earlier, whatever DST does meanwhile); a value
+    with a UTC offset moves by exact hours. With `local_time` the result is
+    that wall-clock time on the contact's local day of the moved date, by the
+    rules of a `wait_until` local time (a DST gap fires at the jump, a fold at
+    the first occurrence). Shared by date triggers and date waits."""
+    base = as_datetime(value, zone)
+    if base is None:
+        return None
+    moved = base + offset
+    if local_time is None:
+        return moved.astimezone(dt.UTC)
+    # steps.py imports this module; the wall-clock rules live there, next to wait_until.
+    from journeys.steps import next_local_time
+
+    day = moved.astimezone(zone).date()
+    # Just before the local day starts (fold=0 puts a midnight inside a gap at the jump):
+    # the first time the clock reads HH:MM after it is on that day.
+    day_start = dt.datetime.combine(day, dt.time()).replace(tzinfo=zone).astimezone(dt.UTC)
+    return next_local_time(day_start - dt.timedelta(seconds=1), local_time, zone)
+
+
 def _comparable_date(value: Any, now: dt.datetime) -> dt.datetime | None:
     """A condition's date value: ISO-8601, 'now', or an offset from now ('-7d')."""
     if isinstance(value, str) and value.strip().lower() == "now":

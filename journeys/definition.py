@@ -4,6 +4,7 @@ the validation that reports every problem with its location.
 Shape (YAML or JSON)::
 
     trigger: {event: user.signed_up, conditions: [{field: event.plan, op: equals, value: pro}]}
+    trigger: {event: appointment.booked, at: {property: appointment_at, offset: -24h, local_time: "09:00"}}
     reentry: once | always | {cooldown: 30d}
     exit_events: [user.deleted]
     goal_events: [user.activated]
@@ -40,6 +41,7 @@ OPERATORS = (
 )
 MESSAGE_OUTCOMES = ("delivered", "opened", "clicked", "replied", "failed", "sent")
 REENTRY_MODES = ("once", "always")
+TRIGGER_AT_FIELDS = ("property", "offset", "local_time")
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -81,6 +83,31 @@ def parse_hhmm(value: Any) -> dt.time:
     if not match:
         raise ValueError(f"{value!r} is not a local time as HH:MM (24-hour)")
     return dt.time(int(match.group(1)), int(match.group(2)))
+
+
+def trigger_at(definition: dict) -> dict | None:
+    """The date trigger's `at` ({property, offset, local_time}), or None: the
+    first step then runs as soon as the contact enters."""
+    trigger = definition.get("trigger")
+    at = trigger.get("at") if isinstance(trigger, dict) else None
+    return at if isinstance(at, dict) and at.get("property") else None
+
+
+def at_property(at: dict) -> str:
+    """The event property path an `at` reads (`event.` may be written or not)."""
+    return str(at["property"]).removeprefix("event.")
+
+
+def describe_at(at: dict) -> str:
+    """'appointment_at -24h', 'expires_at -14d at 09:00 local': how decisions,
+    the simulation and the diagram name a date trigger."""
+    text = at_property(at)
+    if at.get("offset") is not None:
+        offset = str(at["offset"]).strip()
+        text += f" {offset if offset[:1] in '+-' else '+' + offset}"
+    if at.get("local_time"):
+        text += f" at {at['local_time']} local"
+    return text
 
 
 def steps_by_key(definition: dict) -> dict[str, dict]:
@@ -156,6 +183,8 @@ def _validate_top(definition: dict) -> list[Problem]:
             problems.append(Problem("trigger.event", "name the event that starts the journey (or omit trigger)"))
         else:
             problems += _validate_conditions(trigger.get("conditions", []), "trigger.conditions", entry=True)
+            if "at" in trigger:
+                problems += _validate_trigger_at(trigger["at"])
     reentry = definition.get("reentry", "once")
     if isinstance(reentry, dict):
         try:
@@ -176,6 +205,26 @@ def _validate_top(definition: dict) -> list[Problem]:
             problems.append(Problem(field, "defer or drop"))
     if definition.get("message_class", MessageClass.MARKETING) not in MessageClass.values:
         problems.append(Problem("message_class", f"one of {', '.join(MessageClass.values)}"))
+    return problems
+
+
+def _validate_trigger_at(at: Any) -> list[Problem]:
+    if not isinstance(at, dict):
+        return [Problem("trigger.at", "a mapping: {property: <event date property>, offset: -24h, local_time: HH:MM}")]
+    problems = [Problem(f"trigger.at.{name}", "unknown field; use property, offset, local_time")
+                for name in sorted(set(at) - set(TRIGGER_AT_FIELDS))]
+    prop = at.get("property")
+    if not isinstance(prop, str) or not prop.removeprefix("event.").strip():
+        problems.append(Problem("trigger.at.property", "name the event property that holds the date"))
+    if at.get("offset") is not None:
+        problems += _duration_problem("trigger.at.offset", at["offset"], positive=False)
+    if at.get("local_time") is not None:
+        try:
+            parse_hhmm(at["local_time"])
+        except ValueError as error:
+            # YAML reads an unquoted 09:00 as the number 540.
+            hint = ' (quote it in YAML: "09:00")' if isinstance(at["local_time"], int) else ""
+            problems.append(Problem("trigger.at.local_time", f"{error}{hint}"))
     return problems
 
 

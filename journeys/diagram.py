@@ -8,7 +8,7 @@ from collections import defaultdict, deque
 
 from django.utils.html import escape
 
-from journeys.definition import END, first_step, steps_by_key, successors
+from journeys.definition import END, describe_at, first_step, steps_by_key, successors, trigger_at
 from journeys.selectors import StepCounts
 
 NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 220, 62, 40, 46, 20
@@ -53,6 +53,15 @@ def _label(step: dict) -> str:
     return kind.replace("_", " ")
 
 
+def trigger_label(definition: dict) -> str:
+    """'on appointment.booked, first step at appointment_at -24h' above the first step."""
+    trigger = definition.get("trigger")
+    if not isinstance(trigger, dict) or not trigger.get("event"):
+        return ""
+    at = trigger_at(definition)
+    return f"on {trigger['event']}" + (f", first step at {describe_at(at)}" if at else "")
+
+
 def render_svg(definition: dict, counts: dict[str, StepCounts] | None = None) -> str:
     counts = counts or {}
     steps = steps_by_key(definition)
@@ -80,6 +89,10 @@ def render_svg(definition: dict, counts: dict[str, StepCounts] | None = None) ->
             parts.append(_edge(positions[key], positions[target]))
     for key, step in steps.items():
         parts.append(_node(key, step["type"], _label(step), positions[key], counts.get(key)))
+    if trigger_label(definition):
+        # In the top margin, above the first step's box.
+        parts.append(f'<text x="{MARGIN}" y="{MARGIN - 6}" fill="#6b7280" font-size="11" data-trigger="">'
+                     f'{escape(trigger_label(definition))}</text>')
     parts.append(_node(END, END, "enrollment completes", positions[END], None))
     parts.append("</svg>")
     return "".join(parts)

@@ -90,6 +90,8 @@ def _run(journey: Journey, contact: Contact, events: list[SimEvent], until: dt.d
     pending = list(events)
     now = pending[0].at
     seen_executions: set[int] = set()
+    # Enrollments of a date trigger wait at their entry: trigger event id -> when the first step runs.
+    first_runs: dict[int | None, dt.datetime] = {}
     for index in range(MAX_ROUNDS):
         due = [e for e in pending if e.at <= now]
         pending = [e for e in pending if e.at > now]
@@ -103,6 +105,8 @@ def _run(journey: Journey, contact: Contact, events: list[SimEvent], until: dt.d
                 timeline.append(TimelineEntry(event.occurred_at, "event", event.name))
             apply_events([Event.objects.select_related("contact").get(pk=e.pk) for e in stored], now)
         ids = list(Enrollment.objects.filter(journey=journey, contact=contact).values_list("pk", flat=True))
+        waiting = Enrollment.objects.filter(pk__in=ids, created_at=now, next_run_at__gt=now)
+        first_runs.update(waiting.values_list("trigger_event_id", "next_run_at"))
         while ids and advance(now=now, only_enrollment_ids=ids):
             pass
         # The delivery workers hand queued messages over within seconds; without
@@ -123,7 +127,8 @@ def _run(journey: Journey, contact: Contact, events: list[SimEvent], until: dt.d
         now = min(upcoming)
     for decision in EntryDecision.objects.filter(journey=journey, contact=contact).order_by("decided_at"):
         timeline.append(TimelineEntry(decision.decided_at, "entry", f"entry: {decision.outcome}",
-                                      outcome=decision.outcome, reason=decision.detail))
+                                      outcome=decision.outcome, reason=decision.detail,
+                                      until=first_runs.get(decision.event_id) if decision.event_id else None))
     messages = OutboundMessage.objects.filter(origin_enrollment_id__in=ids).order_by("created_at", "id")
     for message in messages:
         timeline.append(TimelineEntry(

@@ -134,3 +134,18 @@ def test_an_event_from_the_future_is_refused(api):
 
     assert response.status_code == 400
     assert response.json()["errors"][0]["attr"] == "events.0.occurred_at"
+
+
+@pytest.mark.django_db
+def test_properties_and_keys_with_quotes_backslashes_and_non_ascii_text_are_stored_as_sent(api):
+    properties = {"quote": "it's \"fine\"", "path": "C:\\temp\\{x}", "name": "Zoë 🚀", "nested": {"a": [1, None, True]},
+                  "json": '{"not": "parsed"}', "percent": "100%s"}
+    body = event("k'\"\\é-1", properties=properties)
+    body["contact"]["attributes"] = {"note": "l'été \\ 🚀"}
+
+    response = api.post(URL, body, format="json")
+
+    assert response.status_code == 202
+    stored = Event.objects.get()
+    assert (stored.idempotency_key, stored.properties) == ("k'\"\\é-1", properties)
+    assert Contact.objects.get(external_id="cus_1").attributes == {"note": "l'été \\ 🚀"}

@@ -15,7 +15,7 @@ from channels.models import OutboundMessage
 from consent.models import PushDevice
 from journeys import demo
 from journeys.events import in_holdout
-from journeys.models import Enrollment, EnrollmentStatus, Journey, JourneyStatus, Task
+from journeys.models import Enrollment, EnrollmentStatus, EntryDecision, EntryOutcome, Journey, JourneyStatus, Task
 from templates import demo as template_demo
 from tests.consent.factories import ContactFactory
 from tests.journeys.conftest import T0, emit
@@ -143,6 +143,20 @@ def test_whatsapp_reminder_falls_back_to_sms_when_no_reply_comes():
     assert sent(contact) == [("whatsapp-24h", "whatsapp", appointment - 24 * HOUR),
                              ("sms-fallback", "sms", appointment - 20 * HOUR)]
     assert not Enrollment.objects.filter(contact=contact, journey__key="appointment-reminders").exists()
+
+
+def test_whatsapp_reminder_booked_later_than_24_hours_before_does_not_enter_and_says_why():
+    appointment = T0 + 20 * HOUR
+    contact = customer()
+    grant(contact, "whatsapp", "operational", at=T0 - dt.timedelta(days=1))
+    emit(contact, "appointment.booked", T0, appointment_at=appointment.isoformat(), reminder_channel="whatsapp")
+
+    step_through(T0, appointment)
+
+    assert sent(contact) == []
+    decision = EntryDecision.objects.get(contact=contact, journey__key="whatsapp-appointment-reminder")
+    assert decision.outcome == EntryOutcome.CONDITION_FALSE
+    assert decision.detail.startswith("appointment_at -24h already passed")
 
 
 def test_payment_recovery_escalates_email_push_sms_and_stops_when_the_invoice_is_paid():
