@@ -41,7 +41,7 @@ OPERATORS = (
 )
 MESSAGE_OUTCOMES = ("delivered", "opened", "clicked", "replied", "failed", "sent")
 REENTRY_MODES = ("once", "always")
-TRIGGER_AT_FIELDS = ("property", "offset", "local_time")
+TRIGGER_AT_FIELDS = ("property", "offset", "local_time", "grace")
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -211,13 +211,15 @@ def _validate_top(definition: dict) -> list[Problem]:
 def _validate_trigger_at(at: Any) -> list[Problem]:
     if not isinstance(at, dict):
         return [Problem("trigger.at", "a mapping: {property: <event date property>, offset: -24h, local_time: HH:MM}")]
-    problems = [Problem(f"trigger.at.{name}", "unknown field; use property, offset, local_time")
+    problems = [Problem(f"trigger.at.{name}", "unknown field; use property, offset, local_time, grace")
                 for name in sorted(set(at) - set(TRIGGER_AT_FIELDS))]
     prop = at.get("property")
     if not isinstance(prop, str) or not prop.removeprefix("event.").strip():
         problems.append(Problem("trigger.at.property", "name the event property that holds the date"))
     if at.get("offset") is not None:
         problems += _duration_problem("trigger.at.offset", at["offset"], positive=False)
+    if at.get("grace") is not None:
+        problems += _duration_problem("trigger.at.grace", at["grace"])
     if at.get("local_time") is not None:
         try:
             parse_hhmm(at["local_time"])

@@ -24,7 +24,16 @@ from django.db.models import Case, Value, When
 from channels.services import SendBatch, insert_rows
 from consent import policy
 from journeys import caps
-from journeys.definition import END, first_step, steps_by_key, successors, template_keys
+from journeys.definition import (
+    END,
+    describe_at,
+    first_step,
+    parse_duration,
+    steps_by_key,
+    successors,
+    template_keys,
+    trigger_at,
+)
 from journeys.models import (
     OPEN_ENROLLMENT,
     Enrollment,
@@ -355,6 +364,16 @@ def run_enrollment(enrollment: Enrollment, batch: Batch) -> None:
             end(enrollment, status, reason, batch.now)
             batch.stopped.append(enrollment.pk)
             return
+        if entry_date_missed(enrollment, definition, batch.now):
+            at = trigger_at(definition)
+            due = enrollment.next_run_at
+            record(enrollment, steps[enrollment.current_step], StepResult(
+                StepOutcome.PASSED, reason="date_passed",
+                detail={"due": due.isoformat(), "late_by_s": int((batch.now - due).total_seconds())},
+            ), batch)
+            end(enrollment, EnrollmentStatus.EXITED, f"{describe_at(at)} passed while waiting "
+                f"(due {due.isoformat()}; journey paused or ticks stopped)", batch.now)
+            return
         if not enrollment.current_step:
             move_to(enrollment, first_step(definition), steps, batch.now)
         if enrollment.current_step == END:
@@ -385,6 +404,20 @@ def writes(step: dict, batch: Batch) -> bool:
     if step["type"] == "send":
         return batch.sends is None
     return step["type"] not in PURE_STEPS
+
+
+def entry_date_missed(enrollment: Enrollment, definition: dict, now: dt.datetime) -> bool:
+    """A date-triggered enrollment still resting at its entry (nothing run
+    yet) reached more than the trigger's grace after its date: a paused
+    journey resumed, or ticks that stopped. Like a passed send window, it is
+    skipped rather than sent late."""
+    at = trigger_at(definition)
+    if at is None or enrollment.step_started_at is not None or enrollment.next_run_at is None:
+        return False
+    if enrollment.visits != {enrollment.current_step: 1} or enrollment.current_step != first_step(definition):
+        return False
+    grace = parse_duration(at.get("grace", settings.JOURNEYS_DEFAULT_GRACE))
+    return now - enrollment.next_run_at > grace
 
 
 def leads_to_send(definition: dict, step: dict) -> bool:

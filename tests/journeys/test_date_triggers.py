@@ -23,6 +23,7 @@ from journeys.conditions import date_target
 from journeys.definition import validate
 from journeys.diagram import render_svg
 from journeys.models import Enrollment, EnrollmentStatus, EntryDecision, EntryOutcome, Journey
+from journeys.services import journey_pause, journey_resume
 from journeys.simulate import SimEvent, simulate
 from tests.consent.factories import ContactFactory
 from tests.journeys.conftest import T0, emit, run
@@ -293,6 +294,30 @@ def test_a_cancellation_before_the_date_means_nothing_is_sent():
 
     assert Enrollment.objects.get(contact=contact).status == EnrollmentStatus.EXITED
     assert mails(contact) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("email_template")
+@pytest.mark.parametrize(("resumed_late_by", "sent"), [(dt.timedelta(minutes=30), True), (3 * HOUR, False)])
+def test_a_journey_resumed_after_the_date_sends_within_the_grace_and_skips_past_it(resumed_late_by, sent):
+    journey = reminder({"property": "appointment_at", "offset": "-24h", "grace": "1h"})
+    contact = ContactFactory()
+    appointment = T0 + dt.timedelta(days=3)
+    emit(contact, "appointment.booked", T0, appointment_at=appointment.isoformat())
+    run(T0)
+    journey_pause(journey=journey, actor="operator")
+    due = appointment - dt.timedelta(hours=24)
+    run(due)
+    journey_resume(journey=Journey.objects.get(pk=journey.pk), actor="operator")
+
+    run(due + resumed_late_by)
+
+    enrollment = Enrollment.objects.get(contact=contact)
+    assert bool(mails(contact)) is sent
+    if not sent:
+        assert enrollment.status == EnrollmentStatus.EXITED
+        assert enrollment.end_reason.startswith("appointment_at -24h passed while waiting")
+        assert enrollment.executions.get().reason == "date_passed"
 
 
 @pytest.mark.django_db
