@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ from channels.models import (
     SendIntent,
 )
 from channels.signals import message_status_changed
+from config.bulk import insert_objects
 from consent import policy
 from consent import services as consent_services
 from consent.models import ConsentSource, ConsentStatus, Contact, MessageClass
@@ -564,14 +564,14 @@ class SendBatch(_SendContext):
         if messages:
             for message in messages:
                 message.intent_id = message.intent.pk if message.intent is not None else None
-            ids = dict(insert_rows(OutboundMessage, messages, returning="idempotency_key"))
+            ids = dict(insert_objects(OutboundMessage, messages, returning="idempotency_key"))
             events = []
             for message, event in self.messages:
                 message.pk = ids[message.idempotency_key]
                 message._state.adding, message._state.db = False, connection.alias
                 event.message = message
                 events.append(event)
-            insert_rows(DeliveryEvent, events)
+            insert_objects(DeliveryEvent, events)
             _enqueue_queued(messages)
         for callback in self._callbacks:
             callback()
@@ -579,48 +579,6 @@ class SendBatch(_SendContext):
         self._known_absent -= set(self._pending) | {message.idempotency_key for message in messages}
         self.messages, self.intents, self._callbacks, self._pending = [], [], [], {}
         return messages
-
-
-def insert_rows(model: type[models.Model], objs: list[models.Model], *, returning: str = "") -> list[tuple]:
-    """INSERT unsaved objects in one statement, one parameter per column:
-    INSERT ... SELECT * FROM unnest(%s::type[], ...). Django's bulk_create
-    binds one parameter per value, and building and quoting those thousands
-    of parameters measured most of a tick's write. Every concrete column but
-    the id is written as the object holds it (defaults were set when it was
-    made). With `returning` (a unique column): (value, id) pairs."""
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(objs)  # the embedded SQLite default: no arrays
-        return [(getattr(obj, returning), obj.pk) for obj in objs] if returning else []
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    columns = []
-    for field in fields:
-        # The values as the objects hold them: str, int, bool, Decimal, aware datetimes and
-        # None adapt as they are; JSON is serialised here; auto_now(_add) fields are filled.
-        if isinstance(field, models.JSONField):
-            encoder = field.encoder
-            values = [json.dumps(v, cls=encoder) if (v := getattr(o, field.attname)) is not None else None
-                      for o in objs]
-        elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            values = [field.pre_save(o, add=True) for o in objs]
-        else:
-            values = [getattr(o, field.attname) for o in objs]
-        columns.append(values)
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(f.column) for f in fields)
-    arrays = ", ".join(f"%s::{_array_type(f)}" for f in fields)
-    sql = f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
-    if returning:
-        sql += f" RETURNING {quote(model._meta.get_field(returning).column)}, {quote(model._meta.pk.column)}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, columns)
-        return cursor.fetchall() if returning else []
-
-
-def _array_type(field: models.Field) -> str:
-    # JSON travels as text (each element one document) and is cast element by element.
-    if isinstance(field, models.JSONField):
-        return "text[]::jsonb[]"
-    return f"{field.db_type(connection)}[]"
 
 
 # --- Enqueueing delivery ------------------------------------------------------

@@ -21,7 +21,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, Value, When
 
-from channels.services import SendBatch, insert_rows
+from channels.services import SendBatch
+from config.bulk import insert_objects
 from consent import policy
 from journeys import caps
 from journeys.definition import (
@@ -188,7 +189,7 @@ def run_batch(enrollments: list[Enrollment], batch: Batch) -> None:
     save_enrollments(enrollments)
     # A second execution of the same (enrollment, step, visit) violates the
     # unique constraint and rolls the whole batch back: never a double effect.
-    insert_rows(StepExecution, batch.executions)
+    insert_objects(StepExecution, batch.executions)
     if batch.stopped:
         from channels.services import messages_cancel
 

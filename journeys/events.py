@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, models, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.bulk import insert_rows
 from consent.models import Contact
 from consent.policy import contact_timezone
 from consent.services import Actor, actor_label, contact_upsert
@@ -157,50 +156,6 @@ DECISION_COLUMNS = (
     ("journey_id", "bigint"), ("version_id", "bigint"), ("contact_id", "bigint"), ("event_id", "bigint"),
     ("outcome", "text"), ("detail", "text"), ("decided_at", "timestamptz"),
 )
-
-
-def insert_rows(
-    model: type[models.Model], columns: tuple[tuple[str, str], ...], rows: list[tuple], *,
-    on_conflict: str | None = None, returning: tuple[str, ...] = (),
-) -> list[tuple]:
-    """One INSERT for all rows (jsonb values as Python data), ON CONFLICT
-    <on_conflict> DO NOTHING if asked ("" skips a conflict with any unique
-    constraint), and the RETURNING columns of the rows it stored. On
-    PostgreSQL the rows travel as one JSON document, unpacked by
-    jsonb_array_elements: a statement of constant shape and one parameter,
-    which json.dumps writes in C. Django's bulk_create of model instances,
-    or a VALUES list with a placeholder per value, cost several times more
-    Python per row (compiling, adapting and quoting every value)."""
-    if not rows:
-        return []
-    ops = connection.ops
-    names = ", ".join(ops.quote_name(name) for name, _ in columns)
-    if connection.vendor == "postgresql":
-        values = ", ".join(f"r->{i}" if kind == "jsonb" else f"(r->>{i})::{kind}"
-                           for i, (_, kind) in enumerate(columns))
-        source = f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r"  # noqa: S608
-        params: list[Any] = [json.dumps(rows, default=_json_default)]
-    else:
-        source = "VALUES " + ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
-        adapt = [ops.adapt_datetimefield_value if kind == "timestamptz" else
-                 (lambda v: json.dumps(v, default=_json_default)) if kind == "jsonb" else None
-                 for _, kind in columns]
-        params = [f(v) if f else v for row in rows for f, v in zip(adapt, row, strict=True)]
-    # Table and column names are ours; every value is a parameter.
-    sql = f"INSERT INTO {ops.quote_name(model._meta.db_table)} ({names}) {source}"  # noqa: S608
-    if on_conflict is not None:
-        sql += f" ON CONFLICT {on_conflict} DO NOTHING".replace("  ", " ")
-    if returning:
-        sql += " RETURNING " + ", ".join(ops.quote_name(name) for name in returning)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if returning else []
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return DjangoJSONEncoder().default(value)
 
 
 # --- Processing ----------------------------------------------------------------------

@@ -42,6 +42,7 @@ from templates.rendering import (  # noqa: F401  (public API, re-exported)
     locale_chain,
     render_context,
     render_for_send,
+    render_live,
     render_version,
     template_has_approved_version,
 )
@@ -81,19 +82,6 @@ def templates_for_send(keys: Iterable[str]) -> dict[str, Template]:
         .prefetch_related("live_version__variants", "live_version__variables")
     )
     return {template.key: template for template in rows}
-
-
-def render_live(*, template: Template | None, template_key: str, contact, data: dict) -> RenderedMessage:
-    """`render_for_send` for a template already loaded by `templates_for_send`
-    (None: there is no template with that key): the same refusals, the same
-    render of the live approved version, no query."""
-    if template is None:
-        raise RenderError(RenderFailure.UNKNOWN_TEMPLATE, f"no template with key {template_key!r}")
-    version = template.live_version
-    if version is None:
-        raise RenderError(RenderFailure.NO_LIVE_VERSION, f"{template_key} has no live approved version")
-    version.template = template
-    return render_version(version=version, contact=contact, data=data, preview=False)
 
 
 # ---------------------------------------------------------------- templates

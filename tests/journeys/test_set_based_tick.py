@@ -38,6 +38,23 @@ def due_at_send(journey, count: int, at: dt.datetime, *, quiet_every: int = 0) -
     return enrollments
 
 
+def another_writer_takes_the_key_of(taken: Enrollment, at: dt.datetime, monkeypatch) -> None:
+    """When the tick reaches `taken`'s send step (after the batch looked its
+    keys up), another writer stores a message with its key: the batch's INSERT
+    of that key fails and the batch runs again send by send."""
+    real_send = HANDLERS["send"]
+
+    def send_after_another_writer(enrollment, step, batch):
+        key = send_key(enrollment, "s")
+        if enrollment.pk == taken.pk and not OutboundMessage.objects.filter(idempotency_key=key).exists():
+            OutboundMessage.objects.create(contact=enrollment.contact, channel="sms", idempotency_key=key,
+                                           origin_kind="journey", status="sent", created_at=at,
+                                           status_changed_at=at)
+        return real_send(enrollment, step, batch)
+
+    monkeypatch.setitem(HANDLERS, "send", send_after_another_writer)
+
+
 @pytest.fixture
 def sms_journey(sms_template):
     QuietHoursRule.objects.create(name="nights", channel="sms", start=dt.time(21), end=dt.time(8))
@@ -63,18 +80,7 @@ def test_a_ticks_query_count_does_not_grow_with_its_batch(sms_journey, t0):
 
 def test_a_batch_whose_write_fails_runs_again_send_by_send_and_sends_nothing_twice(sms_journey, t0, monkeypatch):
     first, second, third = due_at_send(sms_journey, 3, t0)
-    real_send = HANDLERS["send"]
-
-    def another_writer_takes_the_key(enrollment, step, batch):
-        # After the batch looked its keys up: its INSERT of this key fails, the batch runs again.
-        key = send_key(enrollment, "s")
-        if enrollment.pk == second.pk and not OutboundMessage.objects.filter(idempotency_key=key).exists():
-            OutboundMessage.objects.create(contact=enrollment.contact, channel="sms", idempotency_key=key,
-                                           origin_kind="journey", status="sent", created_at=t0,
-                                           status_changed_at=t0)
-        return real_send(enrollment, step, batch)
-
-    monkeypatch.setitem(HANDLERS, "send", another_writer_takes_the_key)
+    another_writer_takes_the_key_of(second, t0, monkeypatch)
 
     assert advance(now=t0) == 3
 
@@ -107,18 +113,7 @@ def test_a_batch_run_again_publishes_each_webhook_call_once(sms_template, t0, mo
 
     published_in_one_pass = tick([e.pk for e in resting_at_the_webhook(3)])
 
-    taken = resting_at_the_webhook(3)[1]
-    real_send = HANDLERS["send"]
-
-    def another_writer_takes_the_key(enrollment, step, batch):
-        key = send_key(enrollment, "s")
-        if enrollment.pk == taken.pk and not OutboundMessage.objects.filter(idempotency_key=key).exists():
-            OutboundMessage.objects.create(contact=enrollment.contact, channel="sms", idempotency_key=key,
-                                           origin_kind="journey", status="sent", created_at=t0,
-                                           status_changed_at=t0)
-        return real_send(enrollment, step, batch)
-
-    monkeypatch.setitem(HANDLERS, "send", another_writer_takes_the_key)
+    another_writer_takes_the_key_of(resting_at_the_webhook(3)[1], t0, monkeypatch)
     ids = list(Enrollment.objects.filter(current_step="w").values_list("pk", flat=True))
 
     # The rolled-back pass's webhook publishes go with its rows: one per call, as in a clean pass.
