@@ -5,7 +5,7 @@ one JSON object per line.
     python -m bench.run [--only NAME ...] [--runs 3] [--scale 1.0] [--full]
 
 Each scenario has a default size meant to keep `make bench` under 10 minutes
-on an idle 2-core machine (13-14 on a loaded one), and the issue's full size
+on the 2-core machine, and the issue's full size
 (`--full`); `--scale` multiplies either (0.05 for a quick look)."""
 
 from __future__ import annotations
