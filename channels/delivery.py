@@ -6,13 +6,20 @@ Safe to run twice: a message is only handed to a provider after this worker
 moved it queued -> sending with a conditional update; a redelivered task
 finds it past queued and does nothing.
 
-A task delivers its batch in a fixed number of queries whatever its size:
-one claim (which also counts the attempt of every claimed row, before any
-provider call, so a crash inside a call still counts), one lookup of the
-accounts (and one of push platforms), then the providers' answers recorded together
+A task delivers its batch in a number of queries that grows with its
+waves of provider calls (below), never with its messages: one claim (which
+also counts the attempt of every claimed row, before any provider call, so
+a crash inside a call still counts), one lookup of the accounts (and one of
+push platforms), then, as each wave ends, its answers recorded together
 (every accepted message in one UPDATE ... FROM (VALUES ...) and one
-DeliveryEvent INSERT, rate-limited ones back in line in one UPDATE).
-Failures, rarer, go one by one through message_transition as before.
+DeliveryEvent INSERT, rate-limited ones back in line in one UPDATE), so a
+worker lost mid-batch loses at most one wave's answers. Failures, rarer, go
+one by one through message_transition as before.
+
+A batch stopped part way (the soft time limit, an error) waits a little for
+the calls under way, records every answer that came, and puts back in line,
+with the attempt given back, every message no call was made for; only the
+calls whose answer never came stay in `sending` for the sweeper.
 
 Provider calls of one account go in waves: the first call alone (it opens
 the client or SMTP session the others reuse, and if it hangs nothing else
@@ -60,6 +67,12 @@ from consent.models import Channel, DevicePlatform, PushDevice, SuppressionReaso
 logger = logging.getLogger(__name__)
 SYSTEM_ACTOR = "channels"
 RATE_LIMITED_DELAY = 1.0
+# Messages a stopped batch never sent go back in line after this long: soon,
+# not after the sweeper, but a fault that stops every batch must not spin.
+STOPPED_RETRY_DELAY = 5.0
+# How long a stopped batch waits for provider calls already under way (at
+# most: see _grace_seconds); the adapters' own timeouts are about 10 s.
+CALLS_UNDER_WAY_GRACE_SECONDS = 15.0
 # Provider calls in flight per account and task (the work is waiting on the
 # network); an account's options.calls_in_flight overrides it.
 CALLS_IN_FLIGHT = 8
@@ -187,49 +200,122 @@ def _insert_status_events(moves: list[_Move], at: dt.datetime) -> None:
 
 def deliver_batch(*, message_ids: list[int], now: dt.datetime | None = None) -> BatchReport:
     now = now or timezone.now()
-    report = BatchReport()
+    batch = _Batch(report=BatchReport())
     claimed = messages_claim(message_ids=message_ids, now=now)
-    report.claimed = len(claimed)
+    batch.report.claimed = len(claimed)
     if not claimed:
-        return report
-    outcomes: list[_Outcome] = []
+        return batch.report
+    batch.unstarted = {m.pk: m for m in claimed}
     try:
         for account, messages in _routes(claimed):
             if account is None:
                 # Configuration an operator can fix (add or activate an
                 # account): wait for it with backoff rather than lose the message.
-                outcomes.extend(_Outcome(m, None, TransientError(f"no active provider account for channel {m.channel}"))
-                                for m in messages)
+                for message in messages:
+                    batch.answer([message], None, TransientError(f"no active provider account for channel "
+                                                                 f"{message.channel}"))
+                batch.record()
             else:
-                _send_group(account, messages, outcomes)
-    except SoftTimeLimitExceeded:
-        # The task is out of time: stop calling providers now, but record what
-        # they already answered (an accepted message left in `sending` would be
-        # sent again after the sweeper). The rows not answered stay in
-        # `sending`: the sweeper recovers them.
-        _record(outcomes, report)
+                _send_group(batch, account, messages)
+    except BaseException as stop:
+        # The soft time limit, or anything else that stops the batch: record
+        # what the providers answered (an accepted message left in `sending`
+        # would be sent again after the sweeper) and put back in line, with
+        # its attempt given back, what never reached a provider. Calls under
+        # way whose answer never came stay in `sending`: the sweeper
+        # recovers them.
+        _settle_stopped(batch, stop)
         raise
-    _record(outcomes, report)
-    return report
+    return batch.report
+
+
+@dataclass
+class _Batch:
+    """A batch under way: the messages no provider call has begun for, and
+    the answers (and rate-limit holds) not yet recorded."""
+
+    report: BatchReport
+    unstarted: dict[int, OutboundMessage] = field(default_factory=dict)
+    answered: list[_Outcome] = field(default_factory=list)
+
+    def started(self, message: OutboundMessage) -> None:
+        self.unstarted.pop(message.pk, None)
+
+    def answer(self, messages: list[OutboundMessage], account: ProviderAccount | None,
+               answer: Accepted | Exception | None) -> None:
+        for message in messages:
+            self.started(message)
+            self.answered.append(_Outcome(message, account, answer))
+
+    def record(self) -> None:
+        """Record the answers so far. Each part leaves `answered` once it is
+        committed, so that after an interruption the rest, and only the
+        rest, can be recorded again."""
+        accepted = [o for o in self.answered if isinstance(o.answer, Accepted)]
+        if accepted:
+            _record_accepted(accepted)
+            self.report.sent += len(accepted)
+            self.answered = [o for o in self.answered if not isinstance(o.answer, Accepted)]
+        held = [o for o in self.answered if o.answer is None]
+        if held:
+            self.report.rate_limited += _put_back(
+                [o.message for o in held], detail={o.message.pk: f"rate limit of {o.account.name}" for o in held},
+                delay=RATE_LIMITED_DELAY)
+            self.answered = [o for o in self.answered if o.answer is not None]
+        while self.answered:
+            outcome = self.answered[0]
+            with transaction.atomic():  # the move, its retry task and its feedback, or none of them
+                _record_error(outcome.message, outcome.answer, self.report)
+            self.answered.pop(0)
+
+
+def _settle_stopped(batch: _Batch, stop: BaseException) -> None:
+    try:
+        batch.record()
+    except Exception:
+        logger.exception("delivery stopped by %r and its answers could not be recorded: the sweeper recovers them",
+                         stop)
+    try:
+        unstarted = list(batch.unstarted.values())
+        if unstarted:
+            why = f"put back unsent: the delivery task stopped ({type(stop).__name__})"
+            _put_back(unstarted, detail=dict.fromkeys(batch.unstarted, why), delay=STOPPED_RETRY_DELAY)
+    except Exception:
+        logger.exception("delivery stopped by %r and its unsent messages could not be put back: the sweeper "
+                         "recovers them", stop)
 
 
 # --- Calling the providers --------------------------------------------------------
 
 
-def _send_group(account: ProviderAccount, messages: list[OutboundMessage], outcomes: list[_Outcome]) -> None:
+def _send_group(batch: _Batch, account: ProviderAccount, messages: list[OutboundMessage]) -> None:
     """One account's messages, in waves: the first alone, then up to
     calls_in_flight at once; each wave takes its rate-limit budget just
-    before it goes. Answers are appended to `outcomes` as they come."""
-    provider = provider_for(account)
+    before it goes, and its answers are recorded as soon as it ends (a
+    worker lost later keeps them)."""
+    try:
+        provider = provider_for(account)
+    except Exception as error:
+        # An unknown adapter, an SDK that fails to import: only this
+        # account's messages wait (with backoff, as for a missing secret);
+        # the other accounts' still go.
+        if not isinstance(error, ImproperlyConfigured):
+            logger.error("provider account %s (%s) cannot be used", account.name, account.adapter, exc_info=error)
+            error = TransientError(f"provider adapter {account.adapter!r} unavailable: "
+                                   f"{type(error).__name__}: {error}")
+        batch.answer(messages, account, error)
+        batch.record()
+        return
     in_flight = _calls_in_flight(account, provider)
     waves = [messages[:1]] + [messages[i:i + in_flight] for i in range(1, len(messages), in_flight)]
     for index, wave in enumerate(waves):
         granted = ratelimit.acquire(account, len(wave))
-        _call_wave(provider, account, wave[:granted], outcomes)
+        _call_wave(batch, provider, account, wave[:granted])
         if granted < len(wave):
             # The budget is spent: this wave's rest and every later wave wait.
-            held = wave[granted:] + [m for later in waves[index + 1:] for m in later]
-            outcomes.extend(_Outcome(m, account, None) for m in held)
+            batch.answer(wave[granted:] + [m for later in waves[index + 1:] for m in later], account, None)
+        batch.record()
+        if granted < len(wave):
             return
 
 
@@ -243,21 +329,50 @@ def _calls_in_flight(account: ProviderAccount, provider: Provider) -> int:
         return CALLS_IN_FLIGHT
 
 
-def _call_wave(provider: Provider, account: ProviderAccount, wave: list[OutboundMessage],
-               outcomes: list[_Outcome]) -> None:
+def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount, wave: list[OutboundMessage]) -> None:
     if len(wave) <= 1:
-        outcomes.extend(_Outcome(m, account, _call(provider, m, account)) for m in wave)
+        for message in wave:
+            batch.started(message)
+            batch.answer([message], account, _call(provider, message, account))
         return
-    futures: list[Future] = [_executor().submit(_call, provider, m, account) for m in wave]
+    futures: dict[Future, OutboundMessage] = {}
     try:
+        for message in wave:
+            # Counted as started before it is handed over: a message whose
+            # call may have begun is never put back as unsent.
+            batch.started(message)
+            try:
+                future = _executor().submit(_call, provider, message, account)
+            except RuntimeError:  # the pool is shutting down: this call never began
+                batch.unstarted[message.pk] = message
+                raise
+            futures[future] = message
         wait(futures)
     finally:
-        # Also when the task runs out of time while waiting: calls not started
-        # never start; the answers that did come are kept.
-        for future in futures:
-            future.cancel()
-        outcomes.extend(_Outcome(m, account, f.result()) for m, f in zip(wave, futures, strict=True)
-                        if f.done() and not f.cancelled())
+        # Also when the task is stopped while waiting (the soft time limit)
+        # or while handing calls over: calls not begun never begin and their
+        # messages count as unstarted again; calls under way may reach the
+        # provider whatever we do, so their answers are waited for a while,
+        # within the time left before the hard limit.
+        under_way = []
+        for future, message in futures.items():
+            if future.cancel():
+                batch.unstarted[message.pk] = message
+            else:
+                under_way.append(future)
+        if not all(future.done() for future in under_way):
+            wait(under_way, timeout=_grace_seconds())
+        for future in under_way:
+            if future.done():
+                batch.answer([futures[future]], account, future.result())
+
+
+def _grace_seconds() -> float:
+    """How long a stopped batch waits for calls under way: the provider's
+    usual timeout, and never more than half the time between the soft and
+    the hard time limit (recording what came needs the rest)."""
+    gap = settings.CELERY_TASK_TIME_LIMIT - settings.CELERY_TASK_SOFT_TIME_LIMIT
+    return max(0.0, min(CALLS_UNDER_WAY_GRACE_SECONDS, gap / 2))
 
 
 def _call(provider: Provider, message: OutboundMessage, account: ProviderAccount) -> Accepted | Exception:
@@ -287,19 +402,6 @@ def _executor() -> ThreadPoolExecutor:
 # --- Recording the outcomes -------------------------------------------------------
 
 
-def _record(outcomes: list[_Outcome], report: BatchReport) -> None:
-    accepted = [o for o in outcomes if isinstance(o.answer, Accepted)]
-    if accepted:
-        report.sent += len(accepted)
-        _record_accepted(accepted)
-    held = [o for o in outcomes if o.answer is None]
-    if held:
-        _requeue_rate_limited(held, report)
-    for outcome in outcomes:
-        if isinstance(outcome.answer, Exception):
-            _record_error(outcome.message, outcome.answer, report)
-
-
 def _record_accepted(accepted: list[_Outcome]) -> None:
     """sending -> sent (-> delivered when the adapter knows at once) for every
     accepted message in one UPDATE, with their DeliveryEvents and signals,
@@ -319,8 +421,20 @@ def _record_accepted(accepted: list[_Outcome]) -> None:
                 OutboundMessage.objects.filter(pk=outcome.message.pk).update(**_provider_fields(outcome))
         for message, _old, new, _detail in moves:
             if new == MessageStatus.DELIVERED and message.intent_id:
-                ladder_on_outcome(message=message, now=now)
+                _ladder_on_delivery(message, now)
         transaction.on_commit(lambda: _announce(moves))
+
+
+def _ladder_on_delivery(message: OutboundMessage, now: dt.datetime) -> None:
+    """End the message's ladder, in a savepoint of its own: a ladder that
+    cannot be ended must not undo the record of the messages accepted with
+    it (left in `sending`, the sweeper would send them all again)."""
+    try:
+        with transaction.atomic():
+            ladder_on_outcome(message=message, now=now)
+    except Exception:
+        logger.exception("message %s was delivered but its ladder (intent %s) could not be ended",
+                         message.pk, message.intent_id)
 
 
 _ACCEPTED_SQL = """
@@ -382,25 +496,44 @@ def _accepted_moves(outcome: _Outcome, now: dt.datetime) -> list[_Move]:
     return moves
 
 
-def _requeue_rate_limited(held: list[_Outcome], report: BatchReport) -> None:
-    """Back in line without spending an attempt (the claim counted one: give
-    it back), retried in a second."""
+_PUT_BACK_SQL = """
+UPDATE {table}
+SET status = 'queued', status_changed_at = %s, next_attempt_at = %s, attempts = attempts - 1
+WHERE id = ANY(%s::bigint[]) AND status = 'sending'
+RETURNING id
+"""
+
+
+def _put_back(messages: list[OutboundMessage], *, detail: dict[int, str], delay: float) -> list[int]:
+    """sending -> queued without spending an attempt (the claim counted one:
+    give it back), for messages no provider call was made for, tried again
+    after `delay`. Only the rows still in `sending` move, and only they get
+    an event and an announcement (the sweeper may have moved one
+    meanwhile); returns their ids."""
     now = timezone.now()
-    ids = [o.message.pk for o in held]
     with transaction.atomic():
-        OutboundMessage.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
-            status=MessageStatus.QUEUED, status_changed_at=now, next_attempt_at=now, attempts=F("attempts") - 1
-        )
-        moves = [(o.message, MessageStatus.SENDING, MessageStatus.QUEUED, f"rate limit of {o.account.name}")
-                 for o in held]
+        moved = _mark_put_back([m.pk for m in messages], now)
+        moves = [(m, MessageStatus.SENDING, MessageStatus.QUEUED, detail[m.pk]) for m in messages if m.pk in moved]
         _insert_status_events(moves, now)
-        for outcome in held:
-            message = outcome.message
+        for message, _old, _new, _detail in moves:
             message.status, message.status_changed_at, message.next_attempt_at = MessageStatus.QUEUED, now, now
             message.attempts -= 1
         transaction.on_commit(lambda: _announce(moves))
-        enqueue_delivery(ids, countdown=RATE_LIMITED_DELAY)
-    report.rate_limited += ids
+        back = [message.pk for message, _old, _new, _detail in moves]
+        if back:
+            enqueue_delivery(back, countdown=delay)
+    return back
+
+
+def _mark_put_back(ids: list[int], now: dt.datetime) -> set[int]:
+    """Move the rows still in `sending` back to `queued`; returns the ids moved."""
+    if connection.vendor != "postgresql":  # the embedded SQLite: one conditional UPDATE each
+        return {pk for pk in ids if OutboundMessage.objects.filter(pk=pk, status=MessageStatus.SENDING).update(
+            status=MessageStatus.QUEUED, status_changed_at=now, next_attempt_at=now, attempts=F("attempts") - 1)}
+    sql = _PUT_BACK_SQL.format(table=connection.ops.quote_name(OutboundMessage._meta.db_table))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, now, ids])
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _record_error(message: OutboundMessage, error: Exception, report: BatchReport) -> None:

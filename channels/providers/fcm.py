@@ -41,7 +41,9 @@ class _Anonymous(credentials.Base):
 
 class FcmProvider:
     name = "fcm"
-    concurrent_calls = True
+    # One firebase App (and its requests session, whose credential refresh
+    # takes no lock) per account: not shown safe to share across threads.
+    concurrent_calls = False
 
     def send(self, message: OutboundMessage, account: ProviderAccount) -> Accepted:
         app = _app_for(account)

@@ -57,11 +57,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class KeyedTwilio:
-    """Twilio's Messages API, answering each request by its To number."""
+    """Twilio's Messages API, answering each request by its To number; a
+    number in `held` gets its answer only once its event is set."""
 
     def __init__(self) -> None:
         self.answers: dict[str, tuple[int, dict]] = {}
         self.slow: set[str] = set()
+        self.held: dict[str, threading.Event] = {}
         self.received: Counter = Counter()
         self._lock = threading.Lock()
 
@@ -74,6 +76,8 @@ class KeyedTwilio:
                 to = form.get("To", [""])[0]
                 with service._lock:
                     service.received[to] += 1
+                if to in service.held:
+                    service.held[to].wait(30)
                 if to in service.slow:
                     time.sleep(READ_TIMEOUT * 3)  # the answer comes after the client gave up
                 status, payload = service.answers.get(to) or (201, {"sid": f"SM{uuid.uuid4().hex}",
@@ -101,6 +105,8 @@ class KeyedTwilio:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def stop(self) -> None:
+        for event in self.held.values():
+            event.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -1,7 +1,7 @@
 """Delivery as the batch grows and as workers multiply: the queries of a
-batch do not grow with its size, SMTP sessions outlive a message, and a
-sender's rate limit holds at the provider with two deliverers taking from
-it at once (real Redis)."""
+batch grow with its waves of provider calls, never with its messages, SMTP
+sessions outlive a message, and a sender's rate limit holds at the provider
+with two deliverers taking from it at once (real Redis)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from channels import services
 from channels.delivery import CALLS_IN_FLIGHT, deliver_batch
-from channels.models import Adapter, MessageStatus, OutboundMessage
+from channels.models import Adapter, MessageStatus, OutboundMessage, ProviderAccount
 from consent.models import Channel
 from tests.channels import factories
 from tests.channels.fakes import FakeSmtp, RecordingHandler
@@ -29,23 +29,49 @@ def queue(template, key: str) -> OutboundMessage:
     return result.messages[0]
 
 
-@pytest.mark.django_db
-def test_a_batch_costs_the_same_queries_for_four_or_forty_messages(twilio_accounts, fake_twilio, fake_smtp):
+# Each wave's answers are recorded as it ends: the accepted UPDATE and the
+# events INSERT, and here (the test runs in a transaction) the savepoint
+# around them and its release.
+QUERIES_PER_WAVE = 4
+
+
+@pytest.fixture
+def sms_and_email(twilio_accounts, fake_twilio, fake_smtp):
     factories.account(Channel.EMAIL, Adapter.SMTP, sender="noreply@example.com",
                       options={"host": "127.0.0.1", "port": fake_smtp.port})
-    templates = [factories.channel_template(Channel.SMS), factories.channel_template(Channel.EMAIL)]
+    return [factories.channel_template(Channel.SMS), factories.channel_template(Channel.EMAIL)]
 
-    def queries_for(n: int) -> int:
-        ids = [queue(templates[i % 2], f"q{n}-{i}").pk for i in range(n)]
-        with CaptureQueriesContext(connection) as counted:
-            report = deliver_batch(message_ids=ids)
-        assert report.sent == n
-        return len(counted.captured_queries)
 
-    few, many = queries_for(4), queries_for(40)
+def queries_for(templates, n: int) -> int:
+    """The queries of delivering n messages, half SMS, half email, all accepted."""
+    ids = [queue(templates[i % 2], f"q{n}-{i}").pk for i in range(n)]
+    with CaptureQueriesContext(connection) as counted:
+        report = deliver_batch(message_ids=ids)
+    assert report.sent == n
+    return len(counted.captured_queries)
+
+
+@pytest.mark.django_db
+def test_a_batch_costs_the_same_queries_for_four_or_forty_messages_in_as_many_waves(
+    sms_and_email, fake_twilio, fake_smtp
+):
+    # Every call after each account's first in one wave: two waves per
+    # account, for 2 messages as for 20.
+    for account in ProviderAccount.objects.all():
+        account.options = {**account.options, "calls_in_flight": 32}
+        account.save()
+    few, many = queries_for(sms_and_email, 4), queries_for(sms_and_email, 40)
     assert few == many
     assert set(OutboundMessage.objects.values_list("status", flat=True)) == {MessageStatus.SENT}
     assert len(fake_twilio.requests) == 22 and len(fake_smtp.handler.messages) == 22
+
+
+@pytest.mark.django_db
+def test_each_further_wave_of_calls_adds_the_same_few_queries(sms_and_email):
+    # Per account, waves of the first call alone, then CALLS_IN_FLIGHT (8) at
+    # once: 2 messages go in 2 waves, 11 in 3, 20 in 4.
+    q4, q22, q40 = (queries_for(sms_and_email, n) for n in (4, 22, 40))
+    assert q22 - q4 == q40 - q22 == 2 * QUERIES_PER_WAVE
 
 
 class SessionCountingHandler(RecordingHandler):
