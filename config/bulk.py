@@ -55,6 +55,10 @@ def insert_objects(model: type[models.Model], objs: list[models.Model], *, retur
     """`insert_rows` for unsaved model instances: every concrete column but
     the id, as the objects hold it (auto_now fields filled). With `returning`
     (a unique column): (value, id) pairs."""
+    if connection.vendor != "postgresql":
+        # The embedded SQLite of `make run`: Django adapts each field's value (dates, decimals) as it stores it.
+        model.objects.bulk_create(objs)
+        return [(getattr(obj, returning), obj.pk) for obj in objs] if returning else []
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     columns = [(f.column, _kind(f)) for f in fields]
     rows = [[f.pre_save(o, add=True) if _auto_now(f) else getattr(o, f.attname) for f in fields] for o in objs]
