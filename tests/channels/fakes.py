@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
@@ -62,7 +62,7 @@ class FakeHttpService:
                 service.arrived.set()
                 if service.hold is not None:
                     service.hold.wait(30)
-                status, payload = service.script.popleft() if service.script else service.default(self.path)
+                status, payload = service.answer(self.path, body)
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
@@ -76,7 +76,7 @@ class FakeHttpService:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server = _Server(("127.0.0.1", free_port()), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
@@ -91,8 +91,18 @@ class FakeHttpService:
         self.server.shutdown()
         self.server.server_close()
 
+    def answer(self, path: str, body: bytes) -> tuple[int, dict]:
+        return self.script.popleft() if self.script else self.default(path)
+
     def default(self, path: str) -> tuple[int, dict]:
         return 200, {}
+
+
+class _Server(ThreadingHTTPServer):
+    # Room for every connection a delivery batch opens at once: with the
+    # default backlog of 5 a dropped SYN is retried after a second, past a
+    # client's short timeout.
+    request_queue_size = 64
 
 
 class FakeTwilio(FakeHttpService):
@@ -102,6 +112,35 @@ class FakeTwilio(FakeHttpService):
     @staticmethod
     def error(status: int, code: int, message: str) -> tuple[int, dict]:
         return status, {"code": code, "message": message, "more_info": "https://example.invalid", "status": status}
+
+
+@dataclass
+class KeyedTwilio(FakeTwilio):
+    """Twilio's Messages API answering each request by its To number: a
+    scripted answer from `answers`, late (after `slow_seconds`) for a number
+    in `slow`, and only once its event is set for a number in `held`."""
+
+    answers: dict[str, tuple[int, dict]] = field(default_factory=dict)
+    slow: set[str] = field(default_factory=set)
+    slow_seconds: float = 1.0
+    held: dict[str, threading.Event] = field(default_factory=dict)
+    received: Counter = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, path: str, body: bytes) -> tuple[int, dict]:
+        to = parse_qs(body.decode()).get("To", [""])[0]
+        with self._lock:
+            self.received[to] += 1
+        if to in self.held:
+            self.held[to].wait(30)
+        if to in self.slow:
+            time.sleep(self.slow_seconds)  # the answer comes after the client gave up
+        return self.answers.get(to) or self.default(path)
+
+    def stop(self) -> None:
+        for event in self.held.values():
+            event.set()
+        super().stop()
 
 
 class FakeFcm(FakeHttpService):

@@ -11,14 +11,9 @@ adapter itself; the rate limit is the real one in Redis."""
 from __future__ import annotations
 
 import itertools
-import json
 import re
-import threading
 import time
 import uuid
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -30,7 +25,7 @@ from channels.models import Adapter, MessageStatus, OutboundMessage
 from channels.signals import message_status_changed
 from consent.models import Channel, Suppression
 from tests.channels import factories
-from tests.channels.fakes import FakeTwilio, free_port
+from tests.channels.fakes import FakeTwilio, KeyedTwilio
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db]
 DATA = {"contact": {"first_name": "Ana"}, "event": {"code": "42"}}
@@ -49,71 +44,9 @@ CHANNEL_OF = {
 _whatsapp_ids = itertools.count(1000)
 
 
-class _Server(ThreadingHTTPServer):
-    # Room for every connection a batch opens at once: with the default
-    # backlog of 5 a dropped SYN is retried after a second, past the client's
-    # short timeout here.
-    request_queue_size = 64
-
-
-class KeyedTwilio:
-    """Twilio's Messages API, answering each request by its To number; a
-    number in `held` gets its answer only once its event is set."""
-
-    def __init__(self) -> None:
-        self.answers: dict[str, tuple[int, dict]] = {}
-        self.slow: set[str] = set()
-        self.held: dict[str, threading.Event] = {}
-        self.received: Counter = Counter()
-        self._lock = threading.Lock()
-
-    def start(self) -> KeyedTwilio:
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
-                to = form.get("To", [""])[0]
-                with service._lock:
-                    service.received[to] += 1
-                if to in service.held:
-                    service.held[to].wait(30)
-                if to in service.slow:
-                    time.sleep(READ_TIMEOUT * 3)  # the answer comes after the client gave up
-                status, payload = service.answers.get(to) or (201, {"sid": f"SM{uuid.uuid4().hex}",
-                                                                    "status": "queued", "price": None})
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.server = _Server(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        for event in self.held.values():
-            event.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def keyed_twilio():
-    fake = KeyedTwilio().start()
+    fake = KeyedTwilio(slow_seconds=READ_TIMEOUT * 3).start()
     yield fake
     fake.stop()
 

@@ -29,7 +29,7 @@ from channels.signals import message_status_changed
 from channels.tasks import deliver_messages
 from consent.models import Channel
 from tests.channels import factories
-from tests.channels.test_batched_delivery import KeyedTwilio
+from tests.channels.fakes import KeyedTwilio
 from tests.channels.test_delivery_worker import _children, _worker_process, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
