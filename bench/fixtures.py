@@ -164,6 +164,12 @@ def copy_model_rows(model, columns: list[str], rows: Iterator[tuple], chunk: int
                      (row + tail for row in rows), chunk=chunk)
 
 
+def zone_at_local_hour(hour: int) -> str:
+    """An Etc/GMT zone whose wall clock reads about `hour` now."""
+    offset = (hour - dt.datetime.now(dt.UTC).hour + 12) % 24 - 12
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
 CONTACT_COLUMNS = ["external_id", "email", "phone", "whatsapp_id", "timezone", "locale", "lifecycle_stage",
                    "attributes", "created_at", "updated_at"]
 

@@ -68,7 +68,10 @@ def setup(twilio_port: int, smtp_port: int) -> dict:
     ProviderAccount.objects.update_or_create(name="bench smtp email", defaults={
         "channel": "email", "adapter": Adapter.SMTP, "sender": EMAIL_SENDER, "active": True, "priority": 1,
         "options": {"host": "127.0.0.1", "port": smtp_port}})
-    first, last = fixtures.copy_contacts(CONTACTS, prefix=f"dlv{fixtures.unique_tag()}")
+    # Mid-afternoon where the contacts live, whenever the bench runs: quiet hours
+    # would otherwise defer the SMS half at night (UTC).
+    first, last = fixtures.copy_contacts(CONTACTS, prefix=f"dlv{fixtures.unique_tag()}",
+                                         timezone=fixtures.zone_at_local_hour(14))
     return {"contacts": (first, last)}
 
 

@@ -35,12 +35,6 @@ QUIET_SHARE = 10  # one contact in QUIET_SHARE sits inside quiet hours
 DEADLINE_SECONDS = 1800
 
 
-def zone_at_local_hour(hour: int) -> str:
-    """An Etc/GMT zone whose wall clock reads about `hour` now."""
-    offset = (hour - dt.datetime.now(dt.UTC).hour + 12) % 24 - 12
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
-
-
 def setup(size: int) -> dict:
     from consent.models import QuietHoursRule
     from journeys.models import CapRule
@@ -56,8 +50,9 @@ def setup(size: int) -> dict:
         "channel": "sms", "max_messages": 3, "window_hours": 24})
     tag = fixtures.unique_tag()
     quiet = size // QUIET_SHARE
-    day_first, day_last = fixtures.copy_contacts(size - quiet, prefix=f"sch{tag}d", timezone=zone_at_local_hour(13))
-    night_first, night_last = fixtures.copy_contacts(quiet, prefix=f"sch{tag}n", timezone=zone_at_local_hour(23))
+    day, night = fixtures.zone_at_local_hour(13), fixtures.zone_at_local_hour(23)
+    day_first, day_last = fixtures.copy_contacts(size - quiet, prefix=f"sch{tag}d", timezone=day)
+    night_first, night_last = fixtures.copy_contacts(quiet, prefix=f"sch{tag}n", timezone=night)
     fixtures.analyze("consent_contact")
     contacts = list(range(day_first, day_last + 1)) + list(range(night_first, night_last + 1))
     return {"journey": journey, "contacts": contacts}
