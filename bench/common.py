@@ -1,5 +1,6 @@
 """Shared pieces of the benchmark harness: the bench database, timing,
-peak memory, and the JSON line each scenario prints."""
+peak memory, CPU time by process group, and the JSON line each scenario
+prints."""
 
 from __future__ import annotations
 
@@ -36,6 +37,62 @@ def peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return round(max(own, children) / 1024, 1)
+
+
+# Every process on the machine falls in the first group whose marker its command line holds.
+CPU_GROUPS = [
+    ("fake providers", "bench.fakes"),
+    ("tick processes", "bench.workers"),
+    ("celery workers", "celery"),
+    ("gunicorn", "gunicorn"),
+    ("postgresql", "postgres"),
+    ("redis", "redis-server"),
+]
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot() -> dict:
+    """CPU seconds (user + system) used so far by every process on the
+    machine, by pid with its group, and by the machine as a whole. Take one
+    before the clock starts and one before the processes measured exit (a
+    process gone from the second snapshot takes its time with it; the
+    machine's total still has it)."""
+    processes = {}
+    harness = os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{name}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # exited meanwhile
+            continue
+        group = "harness" if int(name) == harness else next(
+            (label for label, marker in CPU_GROUPS if marker in command), "other")
+        # utime and stime are fields 14 and 15 of /proc/PID/stat; 12 and 13 after the command name.
+        processes[int(name)] = (group, (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
+    with open("/proc/stat") as stat:
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in stat.readline().split()[1:9])
+    busy = (user + nice + system + irq + softirq) / _CLOCK_TICKS
+    return {"processes": processes, "machine_busy": busy, "at": time.perf_counter()}
+
+
+def cpu_used(before: dict, after: dict, items: int) -> dict:
+    """CPU milliseconds per item between two snapshots, by process group, and
+    how many of the machine's cores were busy on average."""
+    by_group: dict[str, float] = {}
+    for pid, (group, seconds) in after["processes"].items():
+        start = before["processes"].get(pid)
+        used = seconds - start[1] if start and start[0] == group else seconds
+        by_group[group] = by_group.get(group, 0.0) + used
+    busy = after["machine_busy"] - before["machine_busy"]
+    wall = after["at"] - before["at"]
+    per_item = {group: round(seconds * 1000 / items, 3) for group, seconds in sorted(by_group.items())
+                if seconds * 1000 / items >= 0.001}
+    return {"ms_per_item": per_item, "machine_ms_per_item": round(busy * 1000 / items, 3),
+            "cores_busy": round(busy / wall, 2) if wall else None}
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """Worker processes the scenarios start: `python -m bench.workers tick`
 runs the journeys engine's Beat tick (the production task body) in a loop
 until nothing is due. It prints "ready" once Django is set up and starts on
-a line on stdin, so the clock measures work, not start-up."""
+a line on stdin, so the clock measures work, not start-up; it prints its
+counts when done and exits when stdin closes, so the harness can read the
+CPU time it and its database connection used before they are gone."""
 
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ def main() -> None:
     sys.stdin.readline()
     sys.stdout.write(json.dumps(tick_until_idle()) + "\n")
     sys.stdout.flush()
+    sys.stdin.read()
 
 
 if __name__ == "__main__":

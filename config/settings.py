@@ -262,7 +262,7 @@ TEMPLATES_TWILIO_CONTENT_API_URL = env_str("TEMPLATES_TWILIO_CONTENT_API_URL", "
 
 # --- channels app (providers, outbox, delivery) ---
 # Message ids per delivery task (one task per message caps a 2-core box near 750/s).
-CHANNELS_DELIVERY_BATCH_SIZE = env_int("CHANNELS_DELIVERY_BATCH_SIZE", 50)
+CHANNELS_DELIVERY_BATCH_SIZE = env_int("CHANNELS_DELIVERY_BATCH_SIZE", 200)
 # Transient provider errors retry with exponential backoff and jitter, up to this many attempts.
 CHANNELS_MAX_ATTEMPTS = env_int("CHANNELS_MAX_ATTEMPTS", 5)
 CHANNELS_RETRY_BASE_SECONDS = env_int("CHANNELS_RETRY_BASE_SECONDS", 10)

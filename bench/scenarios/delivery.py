@@ -28,6 +28,7 @@ from django.test.utils import CaptureQueriesContext
 
 from bench import fixtures
 from bench.baselines import start_worker, stop_worker
+from bench.common import cpu_snapshot, cpu_used
 
 SIZE = 200_000  # the size (--full)
 DEFAULT_SIZE = 10_000  # keeps `make bench` under 10 minutes on the 2-core machine
@@ -138,6 +139,7 @@ def one_run(state: dict, n: int, sms_limit: int = THROUGHPUT_RATE_LIMIT) -> dict
         ids = load_messages(state, n)
         worker = start_worker(concurrency=2, extra_env=TWILIO_ENV)
         try:
+            cpu_before = cpu_snapshot()
             start = time.perf_counter()
             enqueue_delivery(ids)  # outside a transaction: published at once, in batches
             published_s = time.perf_counter() - start
@@ -145,6 +147,7 @@ def one_run(state: dict, n: int, sms_limit: int = THROUGHPUT_RATE_LIMIT) -> dict
             while remaining() and time.monotonic() < deadline:
                 time.sleep(0.2)
             seconds = time.perf_counter() - start
+            cpu_after = cpu_snapshot()
         finally:
             stop_worker(worker)
     finally:
@@ -157,7 +160,7 @@ def one_run(state: dict, n: int, sms_limit: int = THROUGHPUT_RATE_LIMIT) -> dict
             "sms_requests_at_provider": sms_seen.get("requests", 0),
             "emails_at_provider": sum(v["requests"] for v in seen_smtp["senders"].values()),
             "twilio_connections": seen_twilio["connections"], "smtp_sessions": seen_smtp["connections"],
-            "rate_limited_requeues": rate_limited_requeues()}
+            "rate_limited_requeues": rate_limited_requeues(), "cpu": cpu_used(cpu_before, cpu_after, max(done, 1))}
 
 
 def setup_accounts(twilio_port: int, smtp_port: int, sms_limit: int = THROUGHPUT_RATE_LIMIT) -> None:
@@ -219,6 +222,7 @@ def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict
         "target": TARGET, "meets_target": complete and held and rate >= TARGET,
         "baseline": {"celery_noop_tasks_per_s": noop}, "ratio_to_celery_noop": round(rate / noop, 3) if noop else None,
         "complete": complete,
+        "cpu_of_median_run": results[rates.index(statistics.median_low(rates))]["cpu"],
         "rate_limit_check": {
             "sms_limit_per_s": SMS_RATE_LIMIT, "messages": max(200, size // 4),
             "held_at_provider": held,
@@ -231,7 +235,7 @@ def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict
                   "sms_max_per_second_at_provider": r["sms_max_per_second_at_provider"],
                   "sms_requests_at_provider": r["sms_requests_at_provider"],
                   "emails_at_provider": r["emails_at_provider"], "rate_limited_requeues": r["rate_limited_requeues"],
-                  "twilio_connections": r["twilio_connections"], "smtp_sessions": r["smtp_sessions"],
+                  "twilio_connections": r["twilio_connections"], "smtp_sessions": r["smtp_sessions"], "cpu": r["cpu"],
                   "statuses": r["statuses"]}
                  for rate_, r in zip(rates, results, strict=True)],
         "queries": queries,

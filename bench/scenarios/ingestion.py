@@ -25,6 +25,7 @@ from django.test.utils import CaptureQueriesContext
 
 from bench import fixtures
 from bench.baselines import start_worker, stop_worker
+from bench.common import cpu_snapshot, cpu_used
 
 SIZE = 200_000  # the size (--full)
 DEFAULT_SIZE = 50_000  # keeps `make bench` under 10 minutes on the 2-core machine
@@ -162,6 +163,7 @@ def one_run(size: int, state: dict, run: int, port: int) -> dict:
     worker = start_worker(concurrency=2)
     warm_up(port, state["key"])
     try:
+        cpu_before = cpu_snapshot()
         start = time.perf_counter()
         accepted, duplicates, errors = post_all(port, state["key"], bodies)
         accepted_s = time.perf_counter() - start
@@ -176,12 +178,14 @@ def one_run(size: int, state: dict, run: int, port: int) -> dict:
                     break
             time.sleep(0.1)
         enrolled_s = time.perf_counter() - start
+        cpu_after = cpu_snapshot()
     finally:
         stop_worker(worker)
     # Deduplication: the same batch again is accepted as duplicates only.
     again, again_dupes, _ = post_all(port, state["key"], bodies[:1])
     return {"accepted": accepted, "duplicates": duplicates, "errors": errors[:3], "accepted_s": accepted_s,
-            "enrolled": enrolled, "enrolled_s": enrolled_s, "resend_accepted": again, "resend_duplicates": again_dupes}
+            "enrolled": enrolled, "enrolled_s": enrolled_s, "resend_accepted": again, "resend_duplicates": again_dupes,
+            "cpu": cpu_used(cpu_before, cpu_after, max(accepted, 1))}
 
 
 def query_counts(state: dict) -> dict:
@@ -241,8 +245,9 @@ def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict
         "ratio_to_insert": round(accepted_rate / insert, 3) if insert else None,
         "enrolled_ratio_to_insert": round(enrolled_rate / insert, 3) if insert else None,
         "complete": complete, "deduplicated_on_resend": deduplicated,
+        "cpu_of_median_run": results[enrolled_rates.index(statistics.median_low(enrolled_rates))]["cpu"],
         "runs": [{"accepted_per_s": round(a), "enrolled_per_s": round(e), "accepted_s": round(r["accepted_s"], 2),
-                  "enrolled_s": round(r["enrolled_s"], 2), "errors": r["errors"]}
+                  "enrolled_s": round(r["enrolled_s"], 2), "errors": r["errors"], "cpu": r["cpu"]}
                  for a, e, r in zip(accepted_rates, enrolled_rates, results, strict=True)],
         "queries": queries,
     }

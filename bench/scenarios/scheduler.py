@@ -25,6 +25,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from bench import fixtures
+from bench.common import cpu_snapshot, cpu_used
 
 SIZE = 1_000_000  # the size (--full)
 DEFAULT_SIZE = 20_000  # keeps `make bench` under 10 minutes on the 2-core machine
@@ -96,13 +97,16 @@ def one_run(state: dict, workers_count: int = 2) -> dict:
     load_enrollments(state)
     workers = start_tickers(workers_count)
     try:
+        cpu_before = cpu_snapshot()
         start = time.perf_counter()
         for worker in workers:
             worker.stdin.write("go\n")
             worker.stdin.flush()
-        reports = [json.loads(worker.communicate(timeout=DEADLINE_SECONDS)[0].strip().splitlines()[-1])
-                   for worker in workers]
+        reports = [json.loads(worker.stdout.readline()) for worker in workers]
         seconds = time.perf_counter() - start
+        cpu_after = cpu_snapshot()
+        for worker in workers:
+            worker.communicate(timeout=60)
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -114,7 +118,8 @@ def one_run(state: dict, workers_count: int = 2) -> dict:
         messages = dict(cursor.fetchall())
     advanced = sum(r["advanced"] for r in reports)
     return {"advanced": advanced, "seconds": seconds, "per_worker": [r["advanced"] for r in reports],
-            "enrollments": enrollments, "messages": messages}
+            "enrollments": enrollments, "messages": messages,
+            "cpu": cpu_used(cpu_before, cpu_after, max(advanced, 1))}
 
 
 def query_counts(state: dict) -> dict:
@@ -156,8 +161,9 @@ def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict
         "target": TARGET, "meets_target": complete and rate >= TARGET,
         "baseline": {"insert_rows_per_s": insert}, "ratio_to_insert": round(rate / insert, 3) if insert else None,
         "complete": complete,
+        "cpu_of_median_run": results[rates.index(statistics.median_low(rates))]["cpu"],
         "runs": [{"per_s": round(rate_), "seconds": round(r["seconds"], 2), "per_worker": r["per_worker"],
-                  "enrollments": r["enrollments"], "messages": r["messages"]}
+                  "enrollments": r["enrollments"], "messages": r["messages"], "cpu": r["cpu"]}
                  for rate_, r in zip(rates, results, strict=True)],
         "queries": queries,
     }
