@@ -142,12 +142,12 @@ def messages_claim(*, message_ids: list[int], now: dt.datetime) -> list[Outbound
         candidates = list(
             OutboundMessage.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("contact", "intent")
-            .filter(pk__in=message_ids, status=MessageStatus.QUEUED)
+            .filter(pk__any=message_ids, status=MessageStatus.QUEUED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .order_by("pk")
         )
         claimed = messages_recheck_for_delivery(messages=candidates, now=now)
-        updated = OutboundMessage.objects.filter(pk__in=[m.pk for m in claimed], status=MessageStatus.QUEUED).update(
+        updated = OutboundMessage.objects.filter(pk__any=[m.pk for m in claimed], status=MessageStatus.QUEUED).update(
             status=MessageStatus.SENDING, sending_at=now, status_changed_at=now, attempts=F("attempts") + 1
         )
         if updated != len(claimed):

@@ -460,9 +460,9 @@ class SendBatch(_SendContext):
         template not named here is looked up when it is sent."""
         keys = set(idempotency_keys)
         if keys:
-            taken = set(SendIntent.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
+            taken = set(SendIntent.objects.filter(idempotency_key__any=keys).values_list("idempotency_key", flat=True))
             taken |= set(
-                OutboundMessage.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True)
+                OutboundMessage.objects.filter(idempotency_key__any=keys).values_list("idempotency_key", flat=True)
             )
             self._known_absent |= keys - taken
         self._load_templates(template_keys)

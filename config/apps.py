@@ -7,3 +7,6 @@ class ProjectConfig(AppConfig):
     name = "config"
     label = "project"
     verbose_name = "Project"
+
+    def ready(self) -> None:
+        from config import lookups  # noqa: F401 - registers the `__any` lookup

@@ -88,7 +88,7 @@ def load_facts(contacts: Iterable[Contact], at: dt.datetime) -> GateFacts:
     contacts = list(contacts)
     ids = [c.pk for c in contacts]
     facts = GateFacts()
-    for record in ConsentRecord.objects.filter(contact_id__in=ids).order_by("recorded_at", "id"):
+    for record in ConsentRecord.objects.filter(contact_id__any=ids).order_by("recorded_at", "id"):
         key = (record.contact_id, record.channel, record.purpose)
         if record.status == ConsentStatus.PENDING:
             facts.pending_consent[key] = record
@@ -97,12 +97,12 @@ def load_facts(contacts: Iterable[Contact], at: dt.datetime) -> GateFacts:
     addresses = {a for c in contacts for a in (c.email.lower(), c.phone, c.whatsapp_id) if a}
     addresses |= {address_hash(a) for a in addresses}
     in_force = Suppression.objects.in_force(at)
-    for sup in in_force.filter(models.Q(contact_id__in=ids) | models.Q(address__in=addresses)):
+    for sup in in_force.filter(models.Q(contact_id__any=ids) | models.Q(address__any=addresses)):
         if sup.contact_id:
             facts.suppressions[sup.contact_id].append(sup)
         if sup.address:
             facts.address_suppressions[sup.address.lower()].append(sup)
-    for device in PushDevice.objects.filter(contact_id__in=ids, active=True):
+    for device in PushDevice.objects.filter(contact_id__any=ids, active=True):
         facts.active_devices[device.contact_id].append(device)
     facts.quiet_rules = list(QuietHoursRule.objects.filter(active=True))
     for holiday in Holiday.objects.filter(date__gte=(at - dt.timedelta(days=2)).date()):

@@ -71,7 +71,7 @@ def _message_rows(contact_ids: Iterable[int], since: dt.datetime) -> Iterator[di
     from channels.models import OutboundMessage
 
     return (
-        OutboundMessage.objects.filter(contact_id__in=list(contact_ids), status__in=COUNTED)
+        OutboundMessage.objects.filter(contact_id__any=list(contact_ids), status__in=COUNTED)
         .annotate(counted_at=Coalesce("sent_at", "deliver_after", "created_at"))
         .filter(counted_at__gte=since)
         .order_by("counted_at")
@@ -87,7 +87,7 @@ def counted_at(message) -> dt.datetime:
 def _pending_rows(contact_ids: Iterable[int], until: dt.datetime) -> Iterator[dict]:
     return (
         Enrollment.objects.filter(
-            contact_id__in=list(contact_ids), status=EnrollmentStatus.ACTIVE, send_pending=True,
+            contact_id__any=list(contact_ids), status=EnrollmentStatus.ACTIVE, send_pending=True,
             next_run_at__lte=until, is_control=False,
         )
         .values("pk", "contact_id", "journey_id", "journey__priority", "next_run_at")

@@ -88,7 +88,7 @@ def _claim(now: dt.datetime, batch_size: int, only_enrollment_ids: list[int] | N
         .order_by("next_run_at")
     )
     if only_enrollment_ids is not None:
-        query = query.filter(pk__in=only_enrollment_ids)
+        query = query.filter(pk__any=only_enrollment_ids)
     enrollments = list(query[:batch_size])
     # A batch holds a few journeys: load each version (its definition) and journey once, not once per row.
     versions = JourneyVersion.objects.select_related("journey").in_bulk({e.version_id for e in enrollments})
@@ -128,14 +128,14 @@ def load_batch(enrollments: list[Enrollment], now: dt.datetime) -> Batch:
     if names:
         rows = (
             Event.objects.filter(
-                contact_id__in=contact_ids, name__in=names, occurred_at__gte=since, occurred_at__lte=now
+                contact_id__any=contact_ids, name__in=names, occurred_at__gte=since, occurred_at__lte=now
             )
             .order_by("occurred_at", "id")
             .values("id", "contact_id", "name", "occurred_at", "properties")
         )
         for row in rows:
             batch.events[row["contact_id"]].append(row)
-    messages = OutboundMessage.objects.filter(origin_enrollment_id__in=[e.pk for e in enrollments]).values(
+    messages = OutboundMessage.objects.filter(origin_enrollment_id__any=[e.pk for e in enrollments]).values(
         "origin_enrollment_id", "origin_step_key", "status", "channel", "delivered_at", "first_opened_at",
         "first_clicked_at", "replied_at",
     )
@@ -328,7 +328,7 @@ def save_enrollments(enrollments: list[Enrollment]) -> None:
     VALUES list binds a parameter per value. Only rows still active are
     written: one a hook ended during the tick (same transaction) stays ended."""
     if connection.vendor != "postgresql":
-        active = set(Enrollment.objects.filter(pk__in=[e.pk for e in enrollments], status=EnrollmentStatus.ACTIVE)
+        active = set(Enrollment.objects.filter(pk__any=[e.pk for e in enrollments], status=EnrollmentStatus.ACTIVE)
                      .values_list("pk", flat=True))
         Enrollment.objects.bulk_update([e for e in enrollments if e.pk in active], ENROLLMENT_FIELDS)
         return

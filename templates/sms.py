@@ -18,6 +18,19 @@ SINGLE = {GSM7: 160, UCS2: 70}
 PER_PART = {GSM7: 153, UCS2: 67}
 
 
+
+def _one_septet(char: str) -> bool:
+    try:
+        return len(char.encode("gsm03.38")) == 1
+    except UnicodeEncodeError:
+        return False
+
+
+# The ASCII characters GSM-7 carries in one septet, as the codec says: most
+# texts are made of these alone, and then the length needs no encoding.
+_ONE_SEPTET_ASCII = frozenset(char for char in map(chr, range(128)) if _one_septet(char))
+
+
 @dataclass(frozen=True)
 class SmsInfo:
     encoding: str
@@ -27,7 +40,10 @@ class SmsInfo:
 
 def sms_info(text: str) -> SmsInfo:
     try:
-        encoding, length = GSM7, len(text.encode("gsm03.38"))
+        if text.isascii() and _ONE_SEPTET_ASCII.issuperset(text):
+            encoding, length = GSM7, len(text)
+        else:
+            encoding, length = GSM7, len(text.encode("gsm03.38"))
     except UnicodeEncodeError:
         encoding, length = UCS2, len(text.encode("utf-16-le")) // 2
     if length == 0:

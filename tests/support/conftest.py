@@ -3,9 +3,25 @@ Tech with agent tom), their cases, and the case templates."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
+from django.apps import apps
 
 from tests.support import factories
+
+_defaults = importlib.import_module("support.migrations.0002_defaults")
+
+
+@pytest.fixture(autouse=True)
+def default_keyword_rules_and_sla_policies(request):
+    """The rows support's data migration seeds, there for every test that uses
+    the database: a transactional test run earlier by the same xdist worker
+    flushes the tables, and with them these rows (seeding is idempotent)."""
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
+    if uses_db:
+        request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
+        _defaults.seed(apps, None)
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from templates import services
 from templates.sms import sms_info
@@ -30,6 +32,22 @@ pytestmark = pytest.mark.django_db
 def test_encoding_and_segments(text, encoding, length, segments):
     info = sms_info(text)
     assert (info.encoding, info.length, info.segments) == (encoding, length, segments)
+
+
+# Plain ASCII, the extension table, a GSM-7 accent and characters GSM-7 lacks.
+_ALPHABET = st.sampled_from([*map(chr, range(128)), "€", "é", "ç", "😀"])
+
+
+@given(st.text(alphabet=_ALPHABET, max_size=400))
+def test_the_ascii_shortcut_measures_as_the_codec_does(text):
+    """sms_info skips the encoder for texts of one-septet ASCII; the count
+    must be the one the gsm03.38 codec gives."""
+    try:
+        expected = ("GSM-7", len(text.encode("gsm03.38")))
+    except UnicodeEncodeError:
+        expected = ("UCS-2", len(text.encode("utf-16-le")) // 2)
+    info = sms_info(text)
+    assert (info.encoding, info.length) == expected
 
 
 def test_the_segment_count_is_stored_on_the_variant_while_editing(draft, marketer):

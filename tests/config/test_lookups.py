@@ -1,0 +1,61 @@
+"""`field__any` (config/lookups.py) must select exactly what `field__in`
+selects, for ids, foreign keys and strings, with duplicates, NULLs and empty
+lists, while sending the list as one array parameter."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consent.models import ConsentRecord, Contact
+from tests.consent.factories import ConsentRecordFactory, ContactFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def contacts():
+    return [ContactFactory(email=f"any{i}@example.com") for i in range(6)]
+
+
+def test_any_selects_what_in_selects(contacts):
+    ids = [c.pk for c in contacts]
+    emails = [c.email for c in contacts]
+
+    @settings(max_examples=60, deadline=None)
+    @given(picked=st.lists(st.sampled_from([*ids, ids[-1] + 1000, None]), max_size=12),
+           picked_emails=st.lists(st.sampled_from([*emails, "nobody@example.com"]), max_size=8))
+    def check(picked, picked_emails):
+        by_any = set(Contact.objects.filter(pk__any=picked).values_list("pk", flat=True))
+        by_in = set(Contact.objects.filter(pk__in=picked).values_list("pk", flat=True))
+        assert by_any == by_in
+        assert (set(Contact.objects.filter(email__any=picked_emails).values_list("pk", flat=True))
+                == set(Contact.objects.filter(email__in=picked_emails).values_list("pk", flat=True)))
+
+    check()
+
+
+def test_any_on_a_foreign_key(contacts):
+    ConsentRecordFactory(contact=contacts[0])
+    ConsentRecordFactory(contact=contacts[2])
+    wanted = [contacts[0].pk, contacts[1].pk]
+    assert list(ConsentRecord.objects.filter(contact_id__any=wanted).values_list("contact_id", flat=True)) == [
+        contacts[0].pk]
+
+
+def test_any_sends_one_array_parameter_on_postgresql(contacts):
+    if connection.vendor != "postgresql":
+        pytest.skip("the array form is PostgreSQL's; elsewhere it is IN")
+    with CaptureQueriesContext(connection) as ctx:
+        assert Contact.objects.filter(pk__any=[c.pk for c in contacts]).count() == len(contacts)
+    sql = ctx.captured_queries[0]["sql"]
+    assert "= ANY(" in sql and " IN (" not in sql
+
+
+def test_an_empty_list_selects_nothing_without_a_query():
+    with CaptureQueriesContext(connection) as ctx:
+        assert list(Contact.objects.filter(pk__any=[])) == []
+    assert ctx.captured_queries == []
