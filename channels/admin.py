@@ -78,6 +78,9 @@ class OutboundMessageAdmin(ReadOnlyAdmin):
     list_filter = ["channel", "status", "message_class", "origin_kind", "is_test", "created_at"]
     search_fields = ["=contact__external_id", "=provider_message_id", "=idempotency_key"]
     list_select_related = ["contact"]
+    # Rendering the rows is the page's cost (Unfold renders each cell through
+    # template tags): 50 rows instead of Django's 100 about halves it.
+    list_per_page = 50
     show_full_result_count = False
     paginator = CappedCountPaginator
     ordering = ["-id"]
