@@ -75,8 +75,8 @@ def cpu_snapshot() -> dict:
         processes[int(name)] = (group, (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
     with open("/proc/stat") as stat:
         user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in stat.readline().split()[1:9])
-    busy = (user + nice + system + irq + softirq) / _CLOCK_TICKS
-    return {"processes": processes, "machine_busy": busy, "at": time.perf_counter()}
+    return {"processes": processes, "machine_busy": (user + nice + system + irq + softirq) / _CLOCK_TICKS,
+            "machine_interrupts": (irq + softirq) / _CLOCK_TICKS, "at": time.perf_counter()}
 
 
 def cpu_used(before: dict, after: dict, items: int) -> dict:
@@ -88,9 +88,14 @@ def cpu_used(before: dict, after: dict, items: int) -> dict:
         used = seconds - start[1] if start and start[0] == group else seconds
         by_group[group] = by_group.get(group, 0.0) + used
     busy = after["machine_busy"] - before["machine_busy"]
+    interrupts = after["machine_interrupts"] - before["machine_interrupts"]
     wall = after["at"] - before["at"]
     per_item = {group: round(seconds * 1000 / items, 3) for group, seconds in sorted(by_group.items())
                 if seconds * 1000 / items >= 0.001}
+    # What no live process accounts for: interrupt handling (loopback networking
+    # runs largely in softirq) and processes that ended in between (autovacuum workers).
+    per_item["interrupts"] = round(interrupts * 1000 / items, 3)
+    per_item["unattributed"] = round((busy - interrupts - sum(by_group.values())) * 1000 / items, 3)
     return {"ms_per_item": per_item, "machine_ms_per_item": round(busy * 1000 / items, 3),
             "cores_busy": round(busy / wall, 2) if wall else None}
 

@@ -340,7 +340,7 @@ class JourneyEnrollmentsView(APIView):
         serializer = EnrollmentsInSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         wanted = list(dict.fromkeys(serializer.validated_data["external_ids"]))
-        found = {c.external_id: c for c in Contact.objects.filter(external_id__in=wanted, merged_into__isnull=True,
+        found = {c.external_id: c for c in Contact.objects.filter(external_id__any=wanted, merged_into__isnull=True,
                                                                   erased_at__isnull=True)}
         try:
             report = services.enrollments_enroll_report(journey=journey, contacts=list(found.values()),

@@ -110,7 +110,7 @@ def _upsert_contacts(events: list[EventIn], actor: Actor) -> dict[str, int]:
                 data["attributes"] = {**data.get("attributes", {}), **value}
             else:
                 data[key] = value
-    contacts = Contact.objects.filter(external_id__in=list(wanted))
+    contacts = Contact.objects.filter(external_id__any=list(wanted))
     if any(wanted.values()):
         existing = {c.external_id: c for c in contacts}
         ids = {external_id: c.pk for external_id, c in existing.items()}
@@ -180,7 +180,7 @@ def process_events(*, now: dt.datetime, batch_size: int | None = None) -> int:
         if not events:
             return 0
         apply_events(events, now)
-        Event.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
+        Event.objects.filter(pk__any=[e.pk for e in events]).update(processed_at=now)
     return len(events)
 
 
@@ -244,7 +244,7 @@ def _enrollments_of(events: list[Event], now: dt.datetime) -> tuple[list[Enrollm
     (their messages may still wait in the outbox): one query."""
     rows = Enrollment.objects.filter(
         Q(status__in=OPEN_ENROLLMENT) | Q(status__in=ENDED_WITH_MESSAGES, ended_at__gte=now - RECENTLY_COMPLETED),
-        contact_id__in={e.contact_id for e in events},
+        contact_id__any={e.contact_id for e in events},
     ).select_related("version")
     open_rows, ended = [], []
     for enrollment in rows:
@@ -284,7 +284,7 @@ def _wake_waits(events: list[Event], open_rows: list[Enrollment], now: dt.dateti
         if step.get("event") in names_by_contact.get(enrollment.contact_id, set()):
             wake.append(enrollment.pk)
     if wake:
-        Enrollment.objects.filter(pk__in=wake, status=EnrollmentStatus.ACTIVE, next_run_at__gt=now).update(
+        Enrollment.objects.filter(pk__any=wake, status=EnrollmentStatus.ACTIVE, next_run_at__gt=now).update(
             next_run_at=now
         )
 
@@ -332,7 +332,7 @@ class Ledger:
             ledger.open_by_contact[enrollment.contact_id].append(enrollment)
         if not contact_ids or not journeys:
             return ledger
-        rows = Enrollment.objects.filter(contact_id__in=contact_ids, journey_id__in={j.pk for j in journeys}).values(
+        rows = Enrollment.objects.filter(contact_id__any=contact_ids, journey_id__any={j.pk for j in journeys}).values(
             "id", "journey_id", "contact_id", "scope_key", "status", "entered_at"
         )
         for row in rows:
@@ -342,7 +342,7 @@ class Ledger:
             definition = journey.live_version.definition
             names |= set(definition.get("exit_events", [])) | set(definition.get("goal_events", []))
         if names:
-            stored = Event.objects.filter(contact_id__in=contact_ids, name__in=names, occurred_at__lte=now)
+            stored = Event.objects.filter(contact_id__any=contact_ids, name__in=names, occurred_at__lte=now)
             for contact_id, name, occurred_at, pk in stored.values_list("contact_id", "name", "occurred_at", "id"):
                 ledger.exits[contact_id].append((name, occurred_at, pk))
         return ledger
