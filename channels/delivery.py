@@ -19,7 +19,9 @@ one by one through message_transition as before.
 A batch stopped part way (the soft time limit, an error) waits a little for
 the calls under way, records every answer that came, and puts back in line,
 with the attempt given back, every message no call was made for; only the
-calls whose answer never came stay in `sending` for the sweeper.
+calls whose answer never came stay in `sending` for the sweeper. A batch
+also starts no wave it could not finish before the soft time limit (slow
+providers): its rest goes back in line the same way.
 
 Provider calls of one account go in waves: the first call alone (it opens
 the client or SMTP session the others reuse, and if it hangs nothing else
@@ -38,6 +40,7 @@ import logging
 import os
 import random
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -73,6 +76,8 @@ STOPPED_RETRY_DELAY = 5.0
 # How long a stopped batch waits for provider calls already under way (at
 # most: see _grace_seconds); the adapters' own timeouts are about 10 s.
 CALLS_UNDER_WAY_GRACE_SECONDS = 15.0
+PROVIDER_TIMEOUT_SECONDS = 10.0
+OUT_OF_TIME = "put back unsent: the batch ran out of time (slow provider calls)"
 # Provider calls in flight per account and task (the work is waiting on the
 # network); an account's options.calls_in_flight overrides it.
 CALLS_IN_FLIGHT = 8
@@ -87,6 +92,7 @@ class BatchReport:
     failed: int = 0
     ambiguous: int = 0
     rate_limited: list[int] = field(default_factory=list)
+    out_of_time: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -200,7 +206,7 @@ def _insert_status_events(moves: list[_Move], at: dt.datetime) -> None:
 
 def deliver_batch(*, message_ids: list[int], now: dt.datetime | None = None) -> BatchReport:
     now = now or timezone.now()
-    batch = _Batch(report=BatchReport())
+    batch = _Batch(report=BatchReport(), deadline=_waves_deadline())
     claimed = messages_claim(message_ids=message_ids, now=now)
     batch.report.claimed = len(claimed)
     if not claimed:
@@ -208,6 +214,8 @@ def deliver_batch(*, message_ids: list[int], now: dt.datetime | None = None) -> 
     batch.unstarted = {m.pk: m for m in claimed}
     try:
         for account, messages in _routes(claimed):
+            if batch.out_of_time():
+                break
             if account is None:
                 # Configuration an operator can fix (add or activate an
                 # account): wait for it with backoff rather than lose the message.
@@ -217,6 +225,10 @@ def deliver_batch(*, message_ids: list[int], now: dt.datetime | None = None) -> 
                 batch.record()
             else:
                 _send_group(batch, account, messages)
+        if batch.unstarted:  # out of time: what no call began for goes back in line, its attempt given back
+            batch.report.out_of_time = _put_back(list(batch.unstarted.values()),
+                                                 detail=dict.fromkeys(batch.unstarted, OUT_OF_TIME),
+                                                 delay=STOPPED_RETRY_DELAY)
     except BaseException as stop:
         # The soft time limit, or anything else that stops the batch: record
         # what the providers answered (an accepted message left in `sending`
@@ -235,11 +247,17 @@ class _Batch:
     the answers (and rate-limit holds) not yet recorded."""
 
     report: BatchReport
+    # No wave starts after this (time.monotonic()), but the batch's first always does.
+    deadline: float = float("inf")
+    waves: int = 0
     unstarted: dict[int, OutboundMessage] = field(default_factory=dict)
     answered: list[_Outcome] = field(default_factory=list)
 
     def started(self, message: OutboundMessage) -> None:
         self.unstarted.pop(message.pk, None)
+
+    def out_of_time(self) -> bool:
+        return self.waves > 0 and time.monotonic() >= self.deadline
 
     def answer(self, messages: list[OutboundMessage], account: ProviderAccount | None,
                answer: Accepted | Exception | None) -> None:
@@ -309,7 +327,10 @@ def _send_group(batch: _Batch, account: ProviderAccount, messages: list[Outbound
     in_flight = _calls_in_flight(account, provider)
     waves = [messages[:1]] + [messages[i:i + in_flight] for i in range(1, len(messages), in_flight)]
     for index, wave in enumerate(waves):
+        if batch.out_of_time():
+            return
         granted = ratelimit.acquire(account, len(wave))
+        batch.waves += 1
         _call_wave(batch, provider, account, wave[:granted])
         if granted < len(wave):
             # The budget is spent: this wave's rest and every later wave wait.
@@ -365,6 +386,16 @@ def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount, wave
         for future in under_way:
             if future.done():
                 batch.answer([futures[future]], account, future.result())
+
+
+def _waves_deadline() -> float:
+    """When a batch starts its last wave: early enough that the wave's calls
+    end (or time out) and are recorded before the soft time limit. A slow or
+    hung provider then puts the batch's rest back in line, rather than the
+    limit stopping the batch every time with other accounts' messages queued
+    behind it."""
+    budget = settings.CELERY_TASK_SOFT_TIME_LIMIT - PROVIDER_TIMEOUT_SECONDS - _grace_seconds()
+    return time.monotonic() + max(0.0, budget)
 
 
 def _grace_seconds() -> float:

@@ -6,7 +6,8 @@ value in Python (long statements are not cached). For the hot paths that ask
 about a batch of hundreds of ids or keys, that bookkeeping cost more CPU
 than PostgreSQL spent answering. `field__any` sends `field = ANY(%s::type[])`
 with the list as a single array, which the btree index serves the same way;
-on other databases (the embedded SQLite) it is `IN` as before."""
+on other databases (the embedded SQLite), or with expressions in the list,
+it is `IN` as before."""
 
 from __future__ import annotations
 
@@ -16,26 +17,33 @@ from django.db.models.lookups import In
 
 
 class AnyOf(In):
-    """Takes values (ids, keys), not model instances."""
+    """Takes plain values (ids, keys), not model instances."""
 
     lookup_name = "any"
 
+    def _as_array(self, connection) -> bool:
+        return (connection.vendor == "postgresql" and self.rhs_is_direct_value()
+                and not any(hasattr(value, "resolve_expression") for value in self.rhs))
+
     def process_rhs(self, compiler, connection):
-        if connection.vendor != "postgresql" or not self.rhs_is_direct_value():
+        if not self._as_array(connection):
             return super().process_rhs(compiler, connection)
         # get_prep_lookup already prepared each value; NULL never matches, as with IN.
         values = list(dict.fromkeys(value for value in self.rhs if value is not None))
         if not values:
             raise EmptyResultSet  # as IN does: no query at all
-        return f"%s::{self.lhs.output_field.db_type(connection)}[]", [values]
+        # Strings as text, not varchar(n): a cast to the column's length would cut a longer value to a match.
+        field = self.lhs.output_field
+        kind = "text" if isinstance(field, CharField | TextField) else field.db_type(connection)
+        return f"%s::{kind}[]", [values]
 
     def get_rhs_op(self, connection, rhs):
-        if connection.vendor != "postgresql" or not self.rhs_is_direct_value():
+        if not self._as_array(connection):
             return super().get_rhs_op(connection, rhs)
         return f"= ANY({rhs})"
 
     def as_sql(self, compiler, connection):
-        if connection.vendor != "postgresql" or not self.rhs_is_direct_value():
+        if not self._as_array(connection):
             return super().as_sql(compiler, connection)
         # In.as_sql would split a long list into OR-ed IN groups (for Oracle); one array needs none.
         return super(In, self).as_sql(compiler, connection)

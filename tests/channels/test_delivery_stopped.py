@@ -179,6 +179,36 @@ def test_a_soft_time_limit_puts_back_the_waves_never_called_with_their_attempt_g
 
 
 @pytest.mark.django_db
+def test_a_batch_out_of_time_starts_no_more_waves_and_puts_the_rest_back(
+    settings, templates, twilio_env, keyed_twilio
+):
+    """A batch starts no wave it could not finish before the soft time limit
+    (limit less a call's timeout and the grace): here there is no such time,
+    so only the first wave goes, and the other accounts' messages wait in
+    line instead of behind a limit that stops the batch."""
+    settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.CELERY_TASK_TIME_LIMIT = 10, 12
+    sms_account(keyed_twilio, calls_in_flight=4)
+    factories.account(Channel.EMAIL, Adapter.CONSOLE, sender="noreply@example.com")
+    sms = [queue(templates, Channel.SMS) for _ in range(5)]
+    email = [queue(templates, Channel.EMAIL) for _ in range(2)]
+    report = deliver_batch(message_ids=[m.pk for m in sms + email])
+    assert report.sent == 1
+    assert sorted(report.out_of_time) == sorted(m.pk for m in sms[1:] + email)
+    assert state(sms[0]) == (MessageStatus.SENT, 1)
+    assert [state(m) for m in sms[1:] + email] == [(MessageStatus.QUEUED, 0)] * 6
+    assert sum(keyed_twilio.received[m.address] for m in sms) == 1
+    assert email[0].events.order_by("pk").last().detail == (
+        "put back unsent: the batch ran out of time (slow provider calls)")
+
+
+def test_with_the_default_limits_a_batch_has_time_for_its_waves(settings):
+    from channels.delivery import PROVIDER_TIMEOUT_SECONDS, _grace_seconds
+
+    budget = settings.CELERY_TASK_SOFT_TIME_LIMIT - PROVIDER_TIMEOUT_SECONDS - _grace_seconds()
+    assert budget >= 60
+
+
+@pytest.mark.django_db
 def test_an_error_part_way_keeps_the_answers_and_puts_back_what_was_not_sent(
     settings, templates, twilio_env, keyed_twilio
 ):

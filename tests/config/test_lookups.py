@@ -59,3 +59,15 @@ def test_an_empty_list_selects_nothing_without_a_query():
     with CaptureQueriesContext(connection) as ctx:
         assert list(Contact.objects.filter(pk__any=[])) == []
     assert ctx.captured_queries == []
+
+
+def test_a_value_longer_than_the_column_matches_nothing():
+    kept = ContactFactory(external_id="x" * 128)
+    assert not Contact.objects.filter(external_id__any=["x" * 200]).exists()
+    assert Contact.objects.filter(external_id__any=[kept.external_id]).exists()
+
+
+def test_expressions_in_the_list_work_as_with_in(contacts):
+    from django.db.models import F
+
+    assert Contact.objects.filter(pk__any=[F("id")]).count() == Contact.objects.filter(pk__in=[F("id")]).count()

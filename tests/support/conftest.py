@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib
 
 import pytest
-from django.apps import apps
 
+from support.models import KeywordRule, SlaPolicy
 from tests.support import factories
 
 _defaults = importlib.import_module("support.migrations.0002_defaults")
@@ -15,13 +15,18 @@ _defaults = importlib.import_module("support.migrations.0002_defaults")
 
 @pytest.fixture(autouse=True)
 def default_keyword_rules_and_sla_policies(request):
-    """The rows support's data migration seeds, there for every test that uses
-    the database: a transactional test run earlier by the same xdist worker
-    flushes the tables, and with them these rows (seeding is idempotent)."""
+    """The keyword rules and SLA policies support's data migration seeds, there
+    for every test that uses the database: a transactional test run earlier by
+    the same xdist worker flushes the tables, and with them these rows."""
     uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
-    if uses_db:
-        request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
-        _defaults.seed(apps, None)
+    if not uses_db:
+        return
+    request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
+    for phrase, priority, category in _defaults.KEYWORD_RULES:
+        KeywordRule.objects.get_or_create(phrase=phrase, defaults={"priority": priority, "category": category})
+    for priority, first, resolution in _defaults.SLA_POLICIES:
+        SlaPolicy.objects.get_or_create(
+            priority=priority, defaults={"first_response_minutes": first, "resolution_minutes": resolution})
 
 
 @pytest.fixture

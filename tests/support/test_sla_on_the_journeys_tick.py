@@ -12,7 +12,7 @@ from django_celery_beat.models import PeriodicTask
 
 from journeys.services import run_until_idle
 from journeys.tick_hooks import run_tick_hooks
-from support.models import Priority, SlaPolicy
+from support.models import Priority
 from tests.support import factories
 
 LISBON = zoneinfo.ZoneInfo("Europe/Lisbon")
@@ -27,11 +27,6 @@ def test_support_registers_its_sla_check_as_a_tick_hook_and_has_no_beat_task_of_
 
 
 def test_advance_journeys_breaches_an_unanswered_case_as_of_its_now(billing, ada):
-    # The policy rows come from a data migration, which a transactional test
-    # elsewhere on this worker may have flushed: state them here.
-    SlaPolicy.objects.update_or_create(
-        priority=Priority.URGENT, defaults={"first_response_minutes": 60, "resolution_minutes": 480}
-    )
     with time_machine.travel(dt.datetime(2026, 11, 23, 9, 0, tzinfo=LISBON), tick=False):
         case = factories.case(team_=billing, agent=ada, priority=Priority.URGENT)
     assert case.first_response_due_at == dt.datetime(2026, 11, 23, 10, tzinfo=LISBON)
