@@ -52,8 +52,9 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_snapshot() -> dict:
-    """CPU seconds (user + system) used so far by every process on the
-    machine, by pid with its group, and by the machine as a whole. Take one
+    """CPU seconds (user + system, its own and its waited-for children's)
+    used so far by every process on the machine, by pid with its group, and
+    by the machine as a whole. Take one
     before the clock starts and one before the processes measured exit (a
     process gone from the second snapshot takes its time with it; the
     machine's total still has it)."""
@@ -71,8 +72,10 @@ def cpu_snapshot() -> dict:
             continue
         group = "harness" if int(name) == harness else next(
             (label for label, marker in CPU_GROUPS if marker in command), "other")
-        # utime and stime are fields 14 and 15 of /proc/PID/stat; 12 and 13 after the command name.
-        processes[int(name)] = (group, (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
+        # utime, stime, cutime and cstime are fields 14 to 17 of /proc/PID/stat (12 to 15 after the
+        # command name); the last two hold the children it has waited for: PostgreSQL's backends
+        # and autovacuum workers that exit count in the postmaster's.
+        processes[int(name)] = (group, sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS)
     with open("/proc/stat") as stat:
         user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in stat.readline().split()[1:9])
     return {"processes": processes, "machine_busy": (user + nice + system + irq + softirq) / _CLOCK_TICKS,
@@ -87,13 +90,19 @@ def cpu_used(before: dict, after: dict, items: int) -> dict:
         start = before["processes"].get(pid)
         used = seconds - start[1] if start and start[0] == group else seconds
         by_group[group] = by_group.get(group, 0.0) + used
+    for pid, (group, seconds) in before["processes"].items():
+        if pid not in after["processes"]:
+            # It exited in between: its parent's waited-for time now holds its whole life; only the part
+            # after the first snapshot belongs here.
+            by_group[group] = by_group.get(group, 0.0) - seconds
     busy = after["machine_busy"] - before["machine_busy"]
     interrupts = after["machine_interrupts"] - before["machine_interrupts"]
     wall = after["at"] - before["at"]
     per_item = {group: round(seconds * 1000 / items, 3) for group, seconds in sorted(by_group.items())
                 if seconds * 1000 / items >= 0.001}
     # What no live process accounts for: interrupt handling (loopback networking
-    # runs largely in softirq) and processes that ended in between (autovacuum workers).
+    # runs largely in softirq), and processes that ended in between whose parent
+    # has not waited for them (or was not there at the first snapshot).
     per_item["interrupts"] = round(interrupts * 1000 / items, 3)
     per_item["unattributed"] = round((busy - interrupts - sum(by_group.values())) * 1000 / items, 3)
     return {"ms_per_item": per_item, "machine_ms_per_item": round(busy * 1000 / items, 3),

@@ -189,3 +189,36 @@ def test_a_worker_killed_mid_delivery_loses_nothing(settings, contact, twilio_ac
     assert len(fake_twilio.requests) == 2
     assert message.attempts == 2
     assert message.events.filter(detail__startswith="recovered by the sweeper").count() == 1
+
+
+def _backends_other_than_ours() -> set[int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def test_a_worker_keeps_its_database_connection_and_replaces_one_that_was_dropped(contact, twilio_accounts,
+                                                                                     fake_twilio):
+    """Celery's Django fixup would close the connection after every task (a
+    new PostgreSQL backend each time); CELERY_DB_REUSE_MAX keeps it, and the
+    health check replaces it when the database dropped it between tasks."""
+    from config.celery import app
+
+    app.control.purge()
+    worker = _worker_process(f"conn-{uuid.uuid4().hex[:6]}")
+    try:
+        first = queue_sms(contact, key="first")
+        wait_for(lambda: status_of(first) == MessageStatus.SENT, timeout=30, message="the first task")
+        serving = _backends_other_than_ours()
+        assert serving, "the worker's connection did not outlive its task"
+        second = queue_sms(contact, key="second")
+        wait_for(lambda: status_of(second) == MessageStatus.SENT, timeout=30, message="the second task")
+        assert _backends_other_than_ours() == serving
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [sorted(serving)])
+        third = queue_sms(contact, key="third")
+        wait_for(lambda: status_of(third) == MessageStatus.SENT, timeout=30, message="a task after the drop")
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(20)
