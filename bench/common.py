@@ -54,10 +54,10 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def cpu_snapshot() -> dict:
     """CPU seconds (user + system, its own and its waited-for children's)
     used so far by every process on the machine, by pid with its group, and
-    by the machine as a whole. Take one
-    before the clock starts and one before the processes measured exit (a
-    process gone from the second snapshot takes its time with it; the
-    machine's total still has it)."""
+    by the machine as a whole. Take one before the clock starts and one
+    before the processes measured exit (a process gone from the second
+    snapshot, and not waited for, takes its time with it; the machine's total
+    still has it)."""
     processes = {}
     harness = os.getpid()
     for name in os.listdir("/proc"):
@@ -100,9 +100,10 @@ def cpu_used(before: dict, after: dict, items: int) -> dict:
     wall = after["at"] - before["at"]
     per_item = {group: round(seconds * 1000 / items, 3) for group, seconds in sorted(by_group.items())
                 if seconds * 1000 / items >= 0.001}
-    # What no live process accounts for: interrupt handling (loopback networking
-    # runs largely in softirq), and processes that ended in between whose parent
-    # has not waited for them (or was not there at the first snapshot).
+    # What no process accounts for: interrupt handling (loopback networking runs
+    # largely in softirq), and processes that ended unwaited-for in between. The
+    # machine's total is tick-sampled, the processes' times are not, so this can
+    # come out slightly negative.
     per_item["interrupts"] = round(interrupts * 1000 / items, 3)
     per_item["unattributed"] = round((busy - interrupts - sum(by_group.values())) * 1000 / items, 3)
     return {"ms_per_item": per_item, "machine_ms_per_item": round(busy * 1000 / items, 3),

@@ -76,6 +76,7 @@ STOPPED_RETRY_DELAY = 5.0
 # How long a stopped batch waits for provider calls already under way (at
 # most: see _grace_seconds); the adapters' own timeouts are about 10 s.
 CALLS_UNDER_WAY_GRACE_SECONDS = 15.0
+# The adapters' default call timeout: the last wave a batch starts may take this long.
 PROVIDER_TIMEOUT_SECONDS = 10.0
 OUT_OF_TIME = "put back unsent: the batch ran out of time (slow provider calls)"
 # Provider calls in flight per account and task (the work is waiting on the

@@ -328,7 +328,7 @@ def save_enrollments(enrollments: list[Enrollment]) -> None:
     VALUES list binds a parameter per value. Only rows still active are
     written: one a hook ended during the tick (same transaction) stays ended."""
     if connection.vendor != "postgresql":
-        active = set(Enrollment.objects.filter(pk__any=[e.pk for e in enrollments], status=EnrollmentStatus.ACTIVE)
+        active = set(Enrollment.objects.filter(pk__in=[e.pk for e in enrollments], status=EnrollmentStatus.ACTIVE)
                      .values_list("pk", flat=True))
         Enrollment.objects.bulk_update([e for e in enrollments if e.pk in active], ENROLLMENT_FIELDS)
         return
