@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import select
 import statistics
 import subprocess
 import sys
@@ -93,6 +94,15 @@ def start_tickers(count: int) -> list[subprocess.Popen]:
     return workers
 
 
+def read_report(worker: subprocess.Popen, deadline: float) -> dict:
+    """The counts a tick worker prints when nothing is left due."""
+    ready, _, _ = select.select([worker.stdout], [], [], max(0.0, deadline - time.monotonic()))
+    line = worker.stdout.readline() if ready else ""
+    if not line:
+        raise RuntimeError("a tick worker ended or ran out of time without its counts")
+    return json.loads(line)
+
+
 def one_run(state: dict, workers_count: int = 2) -> dict:
     load_enrollments(state)
     workers = start_tickers(workers_count)
@@ -102,7 +112,8 @@ def one_run(state: dict, workers_count: int = 2) -> dict:
         for worker in workers:
             worker.stdin.write("go\n")
             worker.stdin.flush()
-        reports = [json.loads(worker.stdout.readline()) for worker in workers]
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        reports = [read_report(worker, deadline) for worker in workers]
         seconds = time.perf_counter() - start
         cpu_after = cpu_snapshot()
         for worker in workers:
