@@ -17,7 +17,10 @@ from django.db.models.lookups import In
 
 
 class AnyOf(In):
-    """Takes plain values (ids, keys), not model instances."""
+    """Takes plain values of the column's kind (ids, keys): not model
+    instances, not values the field must convert for the database (dates,
+    UUIDs), not integers beyond the column's range (an error where IN would
+    find nothing). Every caller passes ids or keys it read or validated."""
 
     lookup_name = "any"
 
