@@ -127,6 +127,11 @@ def median_rate(runs: int, work: Callable[[], tuple[int, float]]) -> tuple[float
     return statistics.median(rates), [round(r, 1) for r in rates]
 
 
+def of_median_run(rates: list[float], results: list[dict], key: str) -> object:
+    """`key` of the run whose rate is the median (the lower one of an even count)."""
+    return results[rates.index(statistics.median_low(rates))][key]
+
+
 def emit(result: dict) -> None:
     result.setdefault("peak_rss_mb", peak_rss_mb())
     sys.stdout.write(json.dumps(result) + "\n")

@@ -25,7 +25,7 @@ from django.test.utils import CaptureQueriesContext
 
 from bench import fixtures
 from bench.baselines import start_worker, stop_worker
-from bench.common import cpu_snapshot, cpu_used
+from bench.common import cpu_snapshot, cpu_used, of_median_run
 
 SIZE = 200_000  # the size (--full)
 DEFAULT_SIZE = 50_000  # keeps `make bench` under 10 minutes on the 2-core machine
@@ -245,7 +245,7 @@ def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict
         "ratio_to_insert": round(accepted_rate / insert, 3) if insert else None,
         "enrolled_ratio_to_insert": round(enrolled_rate / insert, 3) if insert else None,
         "complete": complete, "deduplicated_on_resend": deduplicated,
-        "cpu_of_median_run": results[enrolled_rates.index(statistics.median_low(enrolled_rates))]["cpu"],
+        "cpu_of_median_run": of_median_run(enrolled_rates, results, "cpu"),
         "runs": [{"accepted_per_s": round(a), "enrolled_per_s": round(e), "accepted_s": round(r["accepted_s"], 2),
                   "enrolled_s": round(r["enrolled_s"], 2), "errors": r["errors"], "cpu": r["cpu"]}
                  for a, e, r in zip(accepted_rates, enrolled_rates, results, strict=True)],

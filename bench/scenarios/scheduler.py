@@ -26,7 +26,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from bench import fixtures
-from bench.common import cpu_snapshot, cpu_used
+from bench.common import cpu_snapshot, cpu_used, of_median_run
 
 SIZE = 1_000_000  # the size (--full)
 DEFAULT_SIZE = 20_000  # keeps `make bench` under 10 minutes on the 2-core machine
@@ -172,7 +172,7 @@ def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict
         "target": TARGET, "meets_target": complete and rate >= TARGET,
         "baseline": {"insert_rows_per_s": insert}, "ratio_to_insert": round(rate / insert, 3) if insert else None,
         "complete": complete,
-        "cpu_of_median_run": results[rates.index(statistics.median_low(rates))]["cpu"],
+        "cpu_of_median_run": of_median_run(rates, results, "cpu"),
         "runs": [{"per_s": round(rate_), "seconds": round(r["seconds"], 2), "per_worker": r["per_worker"],
                   "enrollments": r["enrollments"], "messages": r["messages"], "cpu": r["cpu"]}
                  for rate_, r in zip(rates, results, strict=True)],

@@ -22,15 +22,17 @@ SLA_POLICIES = [
 PERIODIC = ("support: first-response SLA check", "support.check_first_response_sla", 60)
 
 
-def seed(apps, schema_editor):
-    KeywordRule = apps.get_model("support", "KeywordRule")
-    SlaPolicy = apps.get_model("support", "SlaPolicy")
+def seed_rules_and_policies(KeywordRule, SlaPolicy):  # noqa: N803 (model classes)
     for phrase, priority, category in KEYWORD_RULES:
         KeywordRule.objects.get_or_create(phrase=phrase, defaults={"priority": priority, "category": category})
     for priority, first, resolution in SLA_POLICIES:
         SlaPolicy.objects.get_or_create(
             priority=priority, defaults={"first_response_minutes": first, "resolution_minutes": resolution}
         )
+
+
+def seed(apps, schema_editor):
+    seed_rules_and_policies(apps.get_model("support", "KeywordRule"), apps.get_model("support", "SlaPolicy"))
     IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
     name, task, every = PERIODIC

@@ -22,11 +22,7 @@ def default_keyword_rules_and_sla_policies(request):
     if not uses_db:
         return
     request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
-    for phrase, priority, category in _defaults.KEYWORD_RULES:
-        KeywordRule.objects.get_or_create(phrase=phrase, defaults={"priority": priority, "category": category})
-    for priority, first, resolution in _defaults.SLA_POLICIES:
-        SlaPolicy.objects.get_or_create(
-            priority=priority, defaults={"first_response_minutes": first, "resolution_minutes": resolution})
+    _defaults.seed_rules_and_policies(KeywordRule, SlaPolicy)
 
 
 @pytest.fixture
