@@ -36,6 +36,9 @@ def main() -> None:
     if kind != "tick":
         raise SystemExit(f"unknown worker kind {kind!r}")
     import journeys.tasks  # noqa: F401 - imported before the clock starts
+    from config.celery import tune_garbage_collector
+
+    tune_garbage_collector()  # as in a Celery worker process
 
     sys.stdout.write("ready\n")
     sys.stdout.flush()

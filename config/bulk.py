@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -51,6 +52,37 @@ def insert_rows(
         return cursor.fetchall() if returning else []
 
 
+def update_rows(
+    model: type[models.Model], columns: tuple[Column, ...] | list[Column], rows: list[tuple] | list[list], *,
+    where: str = "", params: tuple | list = (),
+) -> int:
+    """One UPDATE for many rows, PostgreSQL only: each row is (id, *values of
+    `columns`), and travels in one JSON document as `insert_rows`' do (an
+    array per column costs the driver a quoting call per value). `where`
+    adds a condition on the updated table, aliased `t`. Returns the count
+    of rows updated."""
+    if not rows:
+        return 0
+    ops = connection.ops
+    pk = model._meta.pk.column
+    names = [pk, *(name for name, _ in columns)]
+    kinds = [model._meta.pk.cast_db_type(connection), *(kind for _, kind in columns)]
+    values = ", ".join(f"{_unpack(i, kind)} AS {ops.quote_name(name)}" for i, (name, kind) in
+                       enumerate(zip(names, kinds, strict=True)))
+    assignments = ", ".join(f"{ops.quote_name(name)} = v.{ops.quote_name(name)}" for name, _ in columns)
+    # Table and column names are ours; every value is a parameter.
+    sql = (
+        f"UPDATE {ops.quote_name(model._meta.db_table)} AS t SET {assignments} "  # noqa: S608
+        f"FROM (SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r) AS v "
+        f"WHERE t.{ops.quote_name(pk)} = v.{ops.quote_name(pk)}"
+    )
+    if where:
+        sql += f" AND ({where})"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(rows, default=_json_default), *params])
+        return cursor.rowcount
+
+
 def insert_objects(model: type[models.Model], objs: list[models.Model], *, returning: str = "") -> list[tuple]:
     """`insert_rows` for unsaved model instances: every concrete column but
     the id, as the objects hold it (auto_now fields filled). With `returning`
@@ -61,7 +93,11 @@ def insert_objects(model: type[models.Model], objs: list[models.Model], *, retur
         return [(getattr(obj, returning), obj.pk) for obj in objs] if returning else []
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     columns = [(f.column, _kind(f)) for f in fields]
-    rows = [[f.pre_save(o, add=True) if _auto_now(f) else getattr(o, f.attname) for f in fields] for o in objs]
+    for field in filter(_auto_now, fields):
+        for obj in objs:
+            field.pre_save(obj, add=True)  # sets the value on the object, as save() would
+    values_of = operator.attrgetter(*(f.attname for f in fields))
+    rows = [values_of(o) for o in objs] if len(fields) > 1 else [(values_of(o),) for o in objs]
     back = (model._meta.get_field(returning).column, model._meta.pk.column) if returning else ()
     return [tuple(row) for row in insert_rows(model, columns, rows, returning=back)]
 

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import gc
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -24,3 +25,14 @@ def drop_broken_or_aged_connections(sender=None, **kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_process_init.connect
+def tune_garbage_collector(**kwargs) -> None:
+    """In each worker process: leave what start-up imported out of the cyclic
+    collector's walks (gc.freeze) and run it less often (WORKER_GC_THRESHOLD)."""
+    from django.conf import settings
+
+    gc.freeze()
+    if settings.WORKER_GC_THRESHOLD:
+        gc.set_threshold(settings.WORKER_GC_THRESHOLD, *gc.get_threshold()[1:])
