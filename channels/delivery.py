@@ -64,6 +64,7 @@ from channels.providers.base import (
 from channels.providers.registry import provider_for
 from channels.services import enqueue_delivery, ladder_on_outcome, message_transition, messages_recheck_for_delivery
 from channels.signals import message_status_changed
+from config.bulk import json_param, json_rows
 from consent import services as consent_services
 from consent.models import Channel, DevicePlatform, PushDevice, SuppressionReason
 
@@ -179,11 +180,9 @@ def _announce(moves: list[_Move]) -> None:
 
 _EVENTS_SQL = """
 INSERT INTO {table} (message_id, kind, old_status, status, detail, provider, payload, received_at)
-SELECT e.message_id, %s, e.old_status, e.status, e.detail, '', '{{}}'::jsonb, %s
-FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::varchar[]) WITH ORDINALITY
-    AS e (message_id, old_status, status, detail, n)
-ORDER BY e.n
+SELECT e.message_id, %s, e.old_status, e.status, e.detail, '', '{{}}'::jsonb, %s FROM ({rows}) AS e
 """
+_EVENT_COLUMNS = (("message_id", "bigint"), ("old_status", "text"), ("status", "text"), ("detail", "text"))
 
 
 def _insert_status_events(moves: list[_Move], at: dt.datetime) -> None:
@@ -198,11 +197,11 @@ def _insert_status_events(moves: list[_Move], at: dt.datetime) -> None:
             for m, old, new, detail in moves
         )
         return
-    columns = [list(column) for column in zip(*((m.pk, old, new, detail[:500]) for m, old, new, detail in moves),
-                                              strict=True)]
+    sql = _EVENTS_SQL.format(table=connection.ops.quote_name(DeliveryEvent._meta.db_table),
+                             rows=json_rows(_EVENT_COLUMNS, ordered=True))
+    rows = [(m.pk, old, new, detail[:500]) for m, old, new, detail in moves]
     with connection.cursor() as cursor:
-        cursor.execute(_EVENTS_SQL.format(table=connection.ops.quote_name(DeliveryEvent._meta.db_table)),
-                       [DeliveryEvent.Kind.STATUS.value, at, *columns])
+        cursor.execute(sql, [DeliveryEvent.Kind.STATUS.value, at, json_param(rows)])
 
 
 def deliver_batch(*, message_ids: list[int], now: dt.datetime | None = None) -> BatchReport:
@@ -475,11 +474,12 @@ SET status = v.status, status_changed_at = %s, sent_at = %s,
     delivered_at = CASE WHEN v.status = 'delivered' THEN %s ELSE m.delivered_at END,
     provider = v.provider, provider_account_id = v.account_id, provider_message_id = v.provider_message_id,
     cost_estimate = v.cost_estimate, error = ''
-FROM (VALUES {rows}) AS v (id, status, provider, account_id, provider_message_id, cost_estimate)
+FROM ({rows}) AS v
 WHERE m.id = v.id AND m.status = 'sending'
 RETURNING m.id
 """
-_ACCEPTED_ROW = "(%s::bigint, %s::varchar, %s::varchar, %s::bigint, %s::varchar, %s::numeric)"
+_ACCEPTED_COLUMNS = (("id", "bigint"), ("status", "text"), ("provider", "text"), ("account_id", "bigint"),
+                     ("provider_message_id", "text"), ("cost_estimate", "numeric"))
 
 
 def _mark_accepted(accepted: list[_Outcome], now: dt.datetime) -> set[int]:
@@ -487,16 +487,15 @@ def _mark_accepted(accepted: list[_Outcome], now: dt.datetime) -> set[int]:
     if connection.vendor != "postgresql":  # the embedded SQLite: one conditional UPDATE each
         return {o.message.pk for o in accepted if OutboundMessage.objects.filter(
             pk=o.message.pk, status=MessageStatus.SENDING).update(**_accepted_fields(o, now))}
-    rows, params = [], [now, now, now]
+    rows = []
     for outcome in accepted:
         fields = _accepted_fields(outcome, now)
-        rows.append(_ACCEPTED_ROW)
-        params += [outcome.message.pk, fields["status"], fields["provider"], fields["provider_account_id"],
-                   fields["provider_message_id"], fields["cost_estimate"]]
-    # Every name is ours and every value a parameter.
-    sql = _ACCEPTED_SQL.format(table=connection.ops.quote_name(OutboundMessage._meta.db_table), rows=", ".join(rows))
+        rows.append((outcome.message.pk, fields["status"], fields["provider"], fields["provider_account_id"],
+                     fields["provider_message_id"], fields["cost_estimate"]))
+    sql = _ACCEPTED_SQL.format(table=connection.ops.quote_name(OutboundMessage._meta.db_table),
+                               rows=json_rows(_ACCEPTED_COLUMNS))
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [now, now, now, json_param(rows)])
         return {row[0] for row in cursor.fetchall()}
 
 

@@ -1,5 +1,12 @@
-"""Set-based INSERTs shared by the apps' hot paths (event ingestion, the
-journeys tick): every row of a batch in one statement."""
+"""Set-based writes shared by the apps' hot paths (event ingestion, the
+journeys tick, delivery): every row of a batch in one statement.
+
+On PostgreSQL the rows travel as one JSON document, unpacked by
+jsonb_array_elements (`json_rows`): a statement of constant shape and one
+parameter, which json.dumps writes in C. Django's bulk_create and
+bulk_update, a VALUES list with a placeholder per value, or an array per
+column (which the driver quotes element by element) cost several times
+more Python per row."""
 
 from __future__ import annotations
 
@@ -22,20 +29,14 @@ def insert_rows(
 ) -> list[tuple]:
     """One INSERT for all rows, ON CONFLICT <on_conflict> DO NOTHING if asked
     ("" skips a conflict with any unique constraint), and the RETURNING
-    columns of the rows it stored. On PostgreSQL the rows travel as one JSON
-    document, unpacked by jsonb_array_elements: a statement of constant shape
-    and one parameter, which json.dumps writes in C. Django's bulk_create, a
-    VALUES list with a placeholder per value, or an array per column (which
-    the driver quotes element by element) cost several times more Python per
-    row."""
+    columns of the rows it stored."""
     if not rows:
         return []
     ops = connection.ops
     names = ", ".join(ops.quote_name(name) for name, _ in columns)
     if connection.vendor == "postgresql":
-        values = ", ".join(_unpack(i, kind) for i, (_, kind) in enumerate(columns))
-        source = f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r"  # noqa: S608
-        params: list[Any] = [json.dumps(rows, default=_json_default)]
+        source = json_rows(columns)
+        params: list[Any] = [json_param(rows)]
     else:
         source = "VALUES " + ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
         adapt = [ops.adapt_datetimefield_value if kind == "timestamptz" else _json_text if kind.startswith("jsonb")
@@ -57,30 +58,38 @@ def update_rows(
     where: str = "", params: tuple | list = (),
 ) -> int:
     """One UPDATE for many rows, PostgreSQL only: each row is (id, *values of
-    `columns`), and travels in one JSON document as `insert_rows`' do (an
-    array per column costs the driver a quoting call per value). `where`
-    adds a condition on the updated table, aliased `t`. Returns the count
-    of rows updated."""
+    `columns`). `where` adds a condition on the updated table, aliased `t`.
+    Returns the count of rows updated."""
     if not rows:
         return 0
-    ops = connection.ops
-    pk = model._meta.pk.column
-    names = [pk, *(name for name, _ in columns)]
-    kinds = [model._meta.pk.cast_db_type(connection), *(kind for _, kind in columns)]
-    values = ", ".join(f"{_unpack(i, kind)} AS {ops.quote_name(name)}" for i, (name, kind) in
-                       enumerate(zip(names, kinds, strict=True)))
-    assignments = ", ".join(f"{ops.quote_name(name)} = v.{ops.quote_name(name)}" for name, _ in columns)
+    quote = connection.ops.quote_name
+    pk = quote(model._meta.pk.column)
+    source = json_rows([(model._meta.pk.column, model._meta.pk.cast_db_type(connection)), *columns])
+    assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name, _ in columns)
     # Table and column names are ours; every value is a parameter.
-    sql = (
-        f"UPDATE {ops.quote_name(model._meta.db_table)} AS t SET {assignments} "  # noqa: S608
-        f"FROM (SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r) AS v "
-        f"WHERE t.{ops.quote_name(pk)} = v.{ops.quote_name(pk)}"
-    )
+    sql = f"UPDATE {quote(model._meta.db_table)} AS t SET {assignments} FROM ({source}) AS v "  # noqa: S608
+    sql += f"WHERE t.{pk} = v.{pk}"
     if where:
         sql += f" AND ({where})"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(rows, default=_json_default), *params])
+        cursor.execute(sql, [json_param(rows), *params])
         return cursor.rowcount
+
+
+def json_rows(columns: tuple[Column, ...] | list[Column], *, ordered: bool = False) -> str:
+    """A SELECT of the rows in one JSON document parameter (`json_param`),
+    each row a list of values in the order of `columns`, as those named and
+    typed columns; `ordered` keeps the document's order (ids a later INSERT
+    gives follow it). PostgreSQL only."""
+    quote = connection.ops.quote_name
+    values = ", ".join(f"{_unpack(i, kind)} AS {quote(name)}" for i, (name, kind) in enumerate(columns))
+    # Column names and types are ours; the rows are the one parameter.
+    sql = f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e (r, n)"  # noqa: S608
+    return sql + " ORDER BY e.n" if ordered else sql
+
+
+def json_param(rows: list[tuple] | list[list]) -> str:
+    return json.dumps(rows, default=_json_default)
 
 
 def insert_objects(model: type[models.Model], objs: list[models.Model], *, returning: str = "") -> list[tuple]:

@@ -67,17 +67,24 @@ def _message_rows(contact_ids: Iterable[int], since: dt.datetime) -> Iterator[di
     their deferral (deliver_after: a message deferred Monday and released
     Tuesday is Tuesday's), else created_at. channels keeps no "queued at"
     column, so a queued message released from a deferral counts at
-    deliver_after, the instant it became due."""
+    deliver_after, the instant it became due.
+
+    Statuses are filtered here rather than in SQL: the filter drops few rows,
+    and in SQL a stale estimate of how few (an outbox that grew fast since
+    its last ANALYZE) led PostgreSQL to walk the status index over the whole
+    outbox, 400 ms a batch at 700,000 messages, instead of each contact's
+    messages, 0.1 ms."""
     from channels.models import OutboundMessage
 
-    return (
-        OutboundMessage.objects.filter(contact_id__any=list(contact_ids), status__in=COUNTED)
+    rows = (
+        OutboundMessage.objects.filter(contact_id__any=list(contact_ids))
         .annotate(counted_at=Coalesce("sent_at", "deliver_after", "created_at"))
         .filter(counted_at__gte=since)
         .order_by("counted_at")
-        .values("contact_id", "channel", "message_class", "counted_at", "origin_journey_version_id")
+        .values("contact_id", "channel", "message_class", "counted_at", "origin_journey_version_id", "status")
         .iterator()
     )
+    return (row for row in rows if row["status"] in COUNTED)
 
 
 def counted_at(message) -> dt.datetime:

@@ -10,6 +10,11 @@ reaches (so the limit does not set the rate); one more run sets a limit
 below it, so it binds, and the fake counts what it received per wall-clock
 second: the check that the limit held is made where the provider makes it.
 
+Before the runs, the adapters are measured alone (`adapters_alone`): the
+CPU per message of the twilio SDK and of Django's SMTP backend calling the
+fakes from one process, with no database and no Celery. It is the floor
+under the workers' CPU per message.
+
 Target (issue 7): 3,000 messages/s with two workers; ratio to the Celery
 no-op baseline (one task per message)."""
 
@@ -42,6 +47,7 @@ SMS_SENDER = "+14155550100"
 EMAIL_SENDER = "bench@example.com"
 TWILIO_ENV = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "bench-token-not-a-secret"}
 DEADLINE_SECONDS = 1800
+ADAPTER_MESSAGES = 2_000  # per adapter, for the adapters-alone measurement
 
 
 def start_fake(kind: str) -> tuple[subprocess.Popen, int]:
@@ -198,12 +204,45 @@ def query_counts(state: dict) -> dict:
     return counts
 
 
+def adapters_alone(state: dict, n: int) -> dict:
+    """CPU milliseconds per message of the provider adapters alone (the
+    twilio SDK over requests; Django's SMTP backend building and sending the
+    email) calling the fakes one after another from this process, for
+    queued messages read beforehand: no database, no Celery, no rate limit
+    on the clock. Delivery's workers cannot go below it."""
+    from channels.models import OutboundMessage, ProviderAccount
+    from channels.providers.registry import provider_for
+
+    os.environ.update(TWILIO_ENV)
+    twilio, twilio_port = start_fake("twilio")
+    smtp, smtp_port = start_fake("smtp")
+    per_message = {}
+    try:
+        setup_accounts(twilio_port, smtp_port)
+        load_messages(state, 2 * (n + 1))
+        for channel, account_name in (("sms", "bench twilio sms"), ("email", "bench smtp email")):
+            account = ProviderAccount.objects.get(name=account_name)
+            provider = provider_for(account)
+            messages = list(OutboundMessage.objects.filter(channel=channel))
+            provider.send(messages.pop(), account)  # the connection or session is opened outside the clock
+            started = time.process_time()
+            for message in messages:
+                provider.send(message, account)
+            per_message[channel] = round((time.process_time() - started) * 1000 / len(messages), 3)
+    finally:
+        stop_fake(twilio)
+        stop_fake(smtp)
+    return {"cpu_ms_per_message": per_message, "messages_each": n,
+            "note": "one process, one call after another; the fakes' CPU is not counted"}
+
+
 def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict:
     from django.conf import settings
 
     size = max(200, int((SIZE if full else DEFAULT_SIZE) * scale))
     state = setup(0, 0)  # ports are set per run, when the fakes start
     queries = query_counts(state)
+    adapters = adapters_alone(state, ADAPTER_MESSAGES)
     try:
         results = [one_run(state, size) for _ in range(runs)]
         check = one_run(state, max(200, size // 4), sms_limit=SMS_RATE_LIMIT)
@@ -223,6 +262,7 @@ def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict
         "baseline": {"celery_noop_tasks_per_s": noop}, "ratio_to_celery_noop": round(rate / noop, 3) if noop else None,
         "complete": complete,
         "cpu_of_median_run": of_median_run(rates, results, "cpu"),
+        "adapters_alone": adapters,
         "rate_limit_check": {
             "sms_limit_per_s": SMS_RATE_LIMIT, "messages": max(200, size // 4),
             "held_at_provider": held,
