@@ -94,7 +94,9 @@ class OutboundMessage(models.Model):
     the same transaction as the decision that caused it, including decisions
     not to send (suppressed, deferred, render failed) with their reason."""
 
-    contact = models.ForeignKey("consent.Contact", on_delete=models.PROTECT, related_name="outbound_messages")
+    # Indexed by msg_contact_idx, which leads with it.
+    contact = models.ForeignKey("consent.Contact", on_delete=models.PROTECT, related_name="outbound_messages",
+                                db_index=False)
     channel = models.CharField(max_length=16, choices=Channel, blank=True)
     address = models.CharField(max_length=512, blank=True, default="", help_text="Snapshot of the address used")
     template_key = models.CharField(max_length=120, blank=True, default="")
@@ -111,16 +113,17 @@ class OutboundMessage(models.Model):
     origin_journey_version_id = models.BigIntegerField(null=True, blank=True)
     origin_step_key = models.CharField(max_length=100, blank=True, default="")
     origin_enrollment_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    origin_case_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    origin_case_id = models.BigIntegerField(null=True, blank=True)
     origin_event_id = models.BigIntegerField(null=True, blank=True)
     origin_label = models.CharField(max_length=200, blank=True, default="")
     consent_record = models.ForeignKey(
-        "consent.ConsentRecord", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "consent.ConsentRecord", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     decision_reason = models.CharField(max_length=64, blank=True, default="", help_text="Why it was sent or not")
     decision_detail = models.CharField(max_length=500, blank=True, default="")
     idempotency_key = models.CharField(max_length=220, unique=True)
-    intent = models.ForeignKey(SendIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="messages")
+    intent = models.ForeignKey(SendIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="messages",
+                               db_index=False)
     rung = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Index on the intent's ladder")
 
     status = models.CharField(max_length=16, choices=MessageStatus, default=MessageStatus.QUEUED)
@@ -137,7 +140,7 @@ class OutboundMessage(models.Model):
 
     provider = models.CharField(max_length=32, blank=True, default="")
     provider_account = models.ForeignKey(
-        "channels.ProviderAccount", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "channels.ProviderAccount", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     provider_message_id = models.CharField(max_length=200, blank=True, default="")
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -160,6 +163,14 @@ class OutboundMessage(models.Model):
             models.Index(fields=["sending_at"], condition=Q(status="sending"), name="msg_sending_idx"),
             models.Index(fields=["deliver_after"], condition=Q(status="deferred"), name="msg_deferred_idx"),
             models.Index(fields=["channel", "address", "-created_at"], name="msg_address_idx"),
+            # Empty in most rows (a journey's message has no case, and no intent
+            # unless it is a ladder's): partial, so such rows cost these indexes
+            # nothing when they are written, twice more as their status moves.
+            models.Index(fields=["origin_case_id"], condition=Q(origin_case_id__isnull=False), name="msg_case_idx"),
+            models.Index(fields=["consent_record"], condition=Q(consent_record__isnull=False), name="msg_consent_idx"),
+            models.Index(fields=["intent"], condition=Q(intent__isnull=False), name="msg_intent_idx"),
+            models.Index(fields=["provider_account"], condition=Q(provider_account__isnull=False),
+                         name="msg_account_idx"),
         ]
 
     def __str__(self) -> str:
