@@ -30,6 +30,7 @@ from channels.models import (
     ProviderAccount,
     SendIntent,
 )
+from config.search import ExactSearch
 from templates.models import TemplateVersion
 
 COUNT_CAP = 10_000
@@ -72,7 +73,7 @@ class TimelineInline(TabularInline):
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(ReadOnlyAdmin):
+class OutboundMessageAdmin(ExactSearch, ReadOnlyAdmin):
     list_display = ["id", "created_at", "contact", "channel", "template_key", "message_class", "origin_kind",
                     "status", "decision_reason", "is_test"]
     list_filter = ["channel", "status", "message_class", "origin_kind", "is_test", "created_at"]
@@ -216,7 +217,7 @@ class ProviderAccountAdmin(ModelAdmin):
 
 
 @admin.register(InboundMessage)
-class InboundMessageAdmin(ReadOnlyAdmin):
+class InboundMessageAdmin(ExactSearch, ReadOnlyAdmin):
     list_display = ["received_at", "channel", "from_address", "contact", "keyword_action", "short_body"]
     list_filter = ["channel", "keyword_action", "received_at"]
     search_fields = ["=contact__external_id", "=from_address", "=provider_message_id"]
@@ -230,7 +231,7 @@ class InboundMessageAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SendIntent)
-class SendIntentAdmin(ReadOnlyAdmin):
+class SendIntentAdmin(ExactSearch, ReadOnlyAdmin):
     list_display = ["id", "created_at", "contact", "origin_kind", "status", "current_rung", "next_rung_at"]
     list_filter = ["status", "origin_kind", "created_at"]
     search_fields = ["=contact__external_id", "=idempotency_key"]

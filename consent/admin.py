@@ -13,6 +13,7 @@ from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 from unfold.forms import BaseDialogForm
 
+from config.search import ExactSearch
 from consent import selectors, services
 from consent.models import (
     Channel,
@@ -101,7 +102,7 @@ class EraseForm(BaseDialogForm):
 
 
 @admin.register(Contact)
-class ContactAdmin(SimpleHistoryAdmin, ModelAdmin):
+class ContactAdmin(ExactSearch, SimpleHistoryAdmin, ModelAdmin):
     list_display = ["external_id", "email", "phone", "lifecycle_stage", "timezone", "locale", "created_at"]
     list_filter = ["lifecycle_stage", "locale"]
     search_fields = ["=external_id", "=email", "=phone"]
@@ -231,7 +232,7 @@ class ContactAdmin(SimpleHistoryAdmin, ModelAdmin):
 
 
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(ModelAdmin):
+class ConsentRecordAdmin(ExactSearch, ModelAdmin):
     list_display = ["recorded_at", "contact", "channel", "purpose", "status", "source", "recorded_by"]
     list_filter = ["channel", "purpose", "status", "source"]
     search_fields = ["=contact__external_id"]
@@ -249,7 +250,7 @@ class ConsentRecordAdmin(ModelAdmin):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(SimpleHistoryAdmin, ModelAdmin):
+class SuppressionAdmin(ExactSearch, SimpleHistoryAdmin, ModelAdmin):
     list_display = ["created_at", "contact", "address", "channel", "reason", "expires_at", "lifted_at", "created_by"]
     list_filter = ["reason", "channel"]
     search_fields = ["=address", "=contact__external_id"]
@@ -300,7 +301,7 @@ class ContactMergeAdmin(ModelAdmin):
 
 
 @admin.register(PushDevice)
-class PushDeviceAdmin(ModelAdmin):
+class PushDeviceAdmin(ExactSearch, ModelAdmin):
     list_display = ["contact", "platform", "active", "created_at"]
     list_filter = ["platform", "active"]
     search_fields = ["=contact__external_id", "=token"]

@@ -44,6 +44,23 @@ def test_the_message_log_lists_with_a_bounded_number_of_queries(client, operator
     assert all("LIMIT 10000" in sql for sql in counts), counts  # never the whole table
 
 
+def test_the_log_finds_a_message_by_whole_identifier_and_only_by_it(client, operator, contact, sms_template):
+    wanted, other = some_messages(contact, sms_template, 2)
+    OutboundMessage.objects.filter(pk=wanted.pk).update(provider_message_id="SM0123abcd")
+    logged_in(client, operator)
+
+    def found(term: str) -> list[OutboundMessage]:
+        page = client.get(LOG, {"q": term})
+        assert page.status_code == 200
+        return list(page.context["cl"].result_list)
+
+    assert found("SM0123abcd") == [wanted]
+    assert found(f" {wanted.idempotency_key} ") == [wanted]
+    assert found(contact.external_id) == [other, wanted]
+    assert found("SM0123") == []  # whole values only, as before
+    assert found("sm0123ABCD") == []  # identifiers as stored
+
+
 @pytest.mark.parametrize("query", ["channel=sms", "status=queued", "message_class=operational", "origin_kind=api",
                                    "created_at__gte=2026-01-01+00%3A00%3A00%2B00%3A00"])
 def test_the_log_filters_by_channel_status_class_origin_and_date(client, operator, contact, sms_template, query):

@@ -23,10 +23,12 @@ def test_the_contact_list_finds_a_contact_by_email_or_phone(client, operator):
     wanted = ContactFactory(email="find.me@example.com", phone="+351912345600")
     ContactFactory()
     client.force_login(operator)
-    for term in ("find.me@example.com", "+351912345600", wanted.external_id):
+    for term in ("find.me@example.com", "Find.Me@Example.com", "+351912345600", wanted.external_id):
         page = client.get(reverse("admin:consent_contact_changelist"), {"q": term})
         assert page.status_code == 200
         assert list(page.context["cl"].result_list) == [wanted]
+    page = client.get(reverse("admin:consent_contact_changelist"), {"q": "find.me"})
+    assert list(page.context["cl"].result_list) == []
 
 
 def test_the_contact_page_shows_consent_per_channel_and_purpose(client, agent):
