@@ -276,15 +276,34 @@ class _Batch:
             self.answered = [o for o in self.answered if not isinstance(o.answer, Accepted)]
         held = [o for o in self.answered if o.answer is None]
         if held:
-            self.report.rate_limited += _put_back(
-                [o.message for o in held], detail={o.message.pk: f"rate limit of {o.account.name}" for o in held},
-                delay=RATE_LIMITED_DELAY)
+            self.report.rate_limited += _put_back_paced(held)
             self.answered = [o for o in self.answered if o.answer is not None]
         while self.answered:
             outcome = self.answered[0]
             with transaction.atomic():  # the move, its retry task and its feedback, or none of them
                 _record_error(outcome.message, outcome.answer, self.report)
             self.answered.pop(0)
+
+
+def _put_back_paced(held: list[_Outcome]) -> list[int]:
+    """Messages a rate limit held go back in line at their account's pace:
+    the first `rate_limit_per_second` after RATE_LIMITED_DELAY, the next as
+    many a second later, and so on. Sent back all at once, each second let
+    the limit's worth through and put the rest back again, each time an
+    UPDATE, an event and a task per message: 30,375 put-backs for 2,500
+    messages behind a limit of 25/s."""
+    by_account: dict[int, list[_Outcome]] = {}
+    for outcome in held:
+        by_account.setdefault(outcome.account.pk, []).append(outcome)
+    back: list[int] = []
+    for outcomes in by_account.values():
+        account = outcomes[0].account
+        pace = account.rate_limit_per_second or len(outcomes)
+        for second, start in enumerate(range(0, len(outcomes), pace)):
+            messages = [o.message for o in outcomes[start:start + pace]]
+            back += _put_back(messages, detail=dict.fromkeys((m.pk for m in messages), f"rate limit of {account.name}"),
+                              delay=RATE_LIMITED_DELAY + second)
+    return back
 
 
 def _settle_stopped(batch: _Batch, stop: BaseException) -> None:
@@ -542,12 +561,13 @@ def _put_back(messages: list[OutboundMessage], *, detail: dict[int, str], delay:
     an event and an announcement (the sweeper may have moved one
     meanwhile); returns their ids."""
     now = timezone.now()
+    not_before = now + dt.timedelta(seconds=delay)
     with transaction.atomic():
-        moved = _mark_put_back([m.pk for m in messages], now)
+        moved = _mark_put_back([m.pk for m in messages], now, not_before)
         moves = [(m, MessageStatus.SENDING, MessageStatus.QUEUED, detail[m.pk]) for m in messages if m.pk in moved]
         _insert_status_events(moves, now)
         for message, _old, _new, _detail in moves:
-            message.status, message.status_changed_at, message.next_attempt_at = MessageStatus.QUEUED, now, now
+            message.status, message.status_changed_at, message.next_attempt_at = MessageStatus.QUEUED, now, not_before
             message.attempts -= 1
         transaction.on_commit(lambda: _announce(moves))
         back = [message.pk for message, _old, _new, _detail in moves]
@@ -556,14 +576,15 @@ def _put_back(messages: list[OutboundMessage], *, detail: dict[int, str], delay:
     return back
 
 
-def _mark_put_back(ids: list[int], now: dt.datetime) -> set[int]:
+def _mark_put_back(ids: list[int], now: dt.datetime, not_before: dt.datetime) -> set[int]:
     """Move the rows still in `sending` back to `queued`; returns the ids moved."""
     if connection.vendor != "postgresql":  # the embedded SQLite: one conditional UPDATE each
         return {pk for pk in ids if OutboundMessage.objects.filter(pk=pk, status=MessageStatus.SENDING).update(
-            status=MessageStatus.QUEUED, status_changed_at=now, next_attempt_at=now, attempts=F("attempts") - 1)}
+            status=MessageStatus.QUEUED, status_changed_at=now, next_attempt_at=not_before,
+            attempts=F("attempts") - 1)}
     sql = _PUT_BACK_SQL.format(table=connection.ops.quote_name(OutboundMessage._meta.db_table))
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now, now, ids])
+        cursor.execute(sql, [now, not_before, ids])
         return {row[0] for row in cursor.fetchall()}
 
 

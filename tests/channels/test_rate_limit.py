@@ -49,3 +49,25 @@ def test_messages_over_the_limit_wait_in_the_queue_without_spending_an_attempt(
     arrivals = sorted(request.at for request in fake_twilio.requests)
     assert len(arrivals) == 3
     assert arrivals[-1] - arrivals[0] > 0.9
+
+
+def test_held_messages_come_back_at_the_accounts_pace_not_all_at_once(
+    contact, sms_template, twilio_accounts, fake_twilio
+):
+    """Sent back all together, every second would let the limit's worth
+    through and put all the rest back again: a write, an event and a task
+    per message, over and over."""
+    account = twilio_accounts[Channel.SMS]
+    account.rate_limit_per_second = 2
+    account.save()
+    ids = [services.send(contact=contact, data={"event": {"code": str(n)}}, origin=services.Origin(kind="api"),
+                         idempotency_key=f"pace-{n}", template_key=sms_template.key).messages[0].pk for n in range(7)]
+
+    report = deliver_batch(message_ids=ids)
+
+    assert report.sent == 2
+    held = OutboundMessage.objects.filter(pk__in=report.rate_limited).order_by("next_attempt_at")
+    waits = [round((m.next_attempt_at - m.status_changed_at).total_seconds()) for m in held]
+    assert waits == [1, 1, 2, 2, 3]  # two a second, as the limit lets them through
+    assert {m.attempts for m in held} == {0}
+    assert deliver_batch(message_ids=ids).claimed == 0  # not before their time
