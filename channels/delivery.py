@@ -286,12 +286,12 @@ class _Batch:
 
 
 def _put_back_paced(held: list[_Outcome]) -> list[int]:
-    """Messages a rate limit held go back in line at their account's pace:
-    the first `rate_limit_per_second` after RATE_LIMITED_DELAY, the next as
-    many a second later, and so on. Sent back all at once, each second let
-    the limit's worth through and put the rest back again, each time an
-    UPDATE, an event and a task per message: 30,375 put-backs for 2,500
-    messages behind a limit of 25/s."""
+    """Messages a rate limit held go back in line at their account's pace,
+    after those of other batches already waiting (`ratelimit.hold_line`):
+    the limit's worth a second. Sent back all together after a second, each
+    second let the limit's worth through and put the rest back again, each
+    time an UPDATE, an event and a task per message: 30,375 put-backs for
+    2,500 messages behind a limit of 25/s."""
     by_account: dict[int, list[_Outcome]] = {}
     for outcome in held:
         by_account.setdefault(outcome.account.pk, []).append(outcome)
@@ -299,10 +299,11 @@ def _put_back_paced(held: list[_Outcome]) -> list[int]:
     for outcomes in by_account.values():
         account = outcomes[0].account
         pace = account.rate_limit_per_second or len(outcomes)
+        first = ratelimit.hold_line(account, len(outcomes), shortest_wait=RATE_LIMITED_DELAY)
         for second, start in enumerate(range(0, len(outcomes), pace)):
             messages = [o.message for o in outcomes[start:start + pace]]
             back += _put_back(messages, detail=dict.fromkeys((m.pk for m in messages), f"rate limit of {account.name}"),
-                              delay=RATE_LIMITED_DELAY + second)
+                              delay=first + second * ratelimit.LINE_SECOND)
     return back
 
 

@@ -7,7 +7,12 @@ the wanted sends as still fit, so a delivery task asks once for a whole wave
 of calls, and no one-second window ever holds more than the limit, not even
 across the edge of a clock second (the fixed window this replaces let two
 full budgets through around an edge). The clock is Redis's own (TIME), so
-workers on machines with skewed clocks still share one window."""
+workers on machines with skewed clocks still share one window.
+
+Sends the budget held wait in one line per sender (`hold_line`), also in
+Redis: each batch's held sends are given the next free seconds after those
+already waiting, at the sender's rate, so they come back as the budget
+frees up rather than all at once to be held again."""
 
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ from channels.models import ProviderAccount
 
 logger = logging.getLogger(__name__)
 WINDOW_MICROSECONDS = 1_000_000
+# A second's worth of held sends is given a little more than a second: a wave
+# takes a moment to go out, and the window slides; sends that came back a
+# hair early would be held again, behind everyone.
+LINE_SECOND = 1.05
 
 # KEYS[1] the sender's log. ARGV: limit, wanted, a unique prefix for the new
 # entries, the time in microseconds ("" to use Redis's clock), the window.
@@ -49,6 +58,22 @@ return granted
 """
 
 
+# KEYS[1] when the sender's line of held sends ends, in microseconds. ARGV: the
+# limit, how many join it, the time ("" for Redis's clock), the shortest wait,
+# the line's second. Returns the wait of the first of them, in microseconds.
+_JOIN_LINE = """
+local now = tonumber(ARGV[3])
+if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local first = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now + tonumber(ARGV[4]))
+local ends = first + tonumber(ARGV[2]) / tonumber(ARGV[1]) * tonumber(ARGV[5])
+redis.call('SET', KEYS[1], string.format('%.0f', ends), 'PX', math.ceil((ends - now) / 1000) + 1000)
+return string.format('%.0f', first - now)
+"""
+
+
 @lru_cache(maxsize=1)
 def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
@@ -57,6 +82,11 @@ def _client(url: str) -> redis.Redis:
 @lru_cache(maxsize=1)
 def _script(url: str):
     return _client(url).register_script(_TAKE)
+
+
+@lru_cache(maxsize=1)
+def _line_script(url: str):
+    return _client(url).register_script(_JOIN_LINE)
 
 
 def acquire(account: ProviderAccount, wanted: int, *, at: float | None = None) -> int:
@@ -87,3 +117,24 @@ def acquire(account: ProviderAccount, wanted: int, *, at: float | None = None) -
 def try_acquire(account: ProviderAccount, *, at: float | None = None) -> bool:
     """Take one send from this sender's budget; False when it is spent."""
     return acquire(account, 1, at=at) == 1
+
+
+def hold_line(account: ProviderAccount, count: int, *, shortest_wait: float, at: float | None = None) -> float:
+    """`count` sends the budget held join the sender's line: returns in how
+    many seconds the first of them may try again (at least `shortest_wait`);
+    they go `rate_limit_per_second` every LINE_SECOND from then, after every
+    send already waiting."""
+    if count <= 0 or not account.rate_limit_per_second or not settings.REDIS_URL:
+        return shortest_wait
+    now = "" if at is None else str(round(at * 1_000_000))
+    try:
+        wait = _line_script(settings.REDIS_URL)(
+            keys=[f"channels:rate-line:{account.pk}"],
+            args=[account.rate_limit_per_second, count, now, round(shortest_wait * 1_000_000),
+                  round(LINE_SECOND * 1_000_000)],
+        )
+    except redis.RedisError as error:
+        logger.warning("rate limit line of %s unknown, retrying its held sends soon: Redis error %s", account.name,
+                       error)
+        return shortest_wait
+    return int(wait) / 1_000_000
