@@ -291,7 +291,7 @@ def _put_back_paced(held: list[_Outcome]) -> list[int]:
     the limit's worth a second. Sent back all together after a second, each
     second let the limit's worth through and put the rest back again, each
     time an UPDATE, an event and a task per message: 30,375 put-backs for
-    2,500 messages behind a limit of 25/s."""
+    1,250 SMS behind a limit of 25/s."""
     by_account: dict[int, list[_Outcome]] = {}
     for outcome in held:
         by_account.setdefault(outcome.account.pk, []).append(outcome)
