@@ -181,6 +181,7 @@ def _announce(moves: list[_Move]) -> None:
 _EVENTS_SQL = """
 INSERT INTO {table} (message_id, kind, old_status, status, detail, provider, payload, received_at)
 SELECT e.message_id, %s, e.old_status, e.status, e.detail, '', '{{}}'::jsonb, %s FROM ({rows}) AS e
+ORDER BY e.position
 """
 _EVENT_COLUMNS = (("message_id", "bigint"), ("old_status", "text"), ("status", "text"), ("detail", "text"))
 
@@ -198,7 +199,7 @@ def _insert_status_events(moves: list[_Move], at: dt.datetime) -> None:
         )
         return
     sql = _EVENTS_SQL.format(table=connection.ops.quote_name(DeliveryEvent._meta.db_table),
-                             rows=json_rows(_EVENT_COLUMNS, ordered=True))
+                             rows=json_rows(_EVENT_COLUMNS, numbered=True))
     rows = [(m.pk, old, new, detail[:500]) for m, old, new, detail in moves]
     with connection.cursor() as cursor:
         cursor.execute(sql, [DeliveryEvent.Kind.STATUS.value, at, json_param(rows)])

@@ -68,7 +68,8 @@ if not now then
     now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local first = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now + tonumber(ARGV[4]))
-local ends = first + tonumber(ARGV[2]) / tonumber(ARGV[1]) * tonumber(ARGV[5])
+-- Whole seconds of the line: the held sends go back in groups of a second's worth.
+local ends = first + math.ceil(tonumber(ARGV[2]) / tonumber(ARGV[1])) * tonumber(ARGV[5])
 redis.call('SET', KEYS[1], string.format('%.0f', ends), 'PX', math.ceil((ends - now) / 1000) + 1000)
 return string.format('%.0f', first - now)
 """

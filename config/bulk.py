@@ -76,16 +76,17 @@ def update_rows(
         return cursor.rowcount
 
 
-def json_rows(columns: tuple[Column, ...] | list[Column], *, ordered: bool = False) -> str:
+def json_rows(columns: tuple[Column, ...] | list[Column], *, numbered: bool = False) -> str:
     """A SELECT of the rows in one JSON document parameter (`json_param`),
     each row a list of values in the order of `columns`, as those named and
-    typed columns; `ordered` keeps the document's order (ids a later INSERT
-    gives follow it). PostgreSQL only."""
+    typed columns; `numbered` adds `position`, the row's place in the
+    document (to order by it). PostgreSQL only."""
     quote = connection.ops.quote_name
     values = ", ".join(f"{_unpack(i, kind)} AS {quote(name)}" for i, (name, kind) in enumerate(columns))
+    if numbered:
+        values += ", e.n AS position"
     # Column names and types are ours; the rows are the one parameter.
-    sql = f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e (r, n)"  # noqa: S608
-    return sql + " ORDER BY e.n" if ordered else sql
+    return f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e (r, n)"  # noqa: S608
 
 
 def json_param(rows: list[tuple] | list[list]) -> str:

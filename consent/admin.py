@@ -28,6 +28,7 @@ from consent.models import (
     QuietHoursRule,
     Suppression,
     SuppressionReason,
+    normalise_phone,
 )
 
 STATE_COLOURS = {"granted": "#15803d", "revoked": "#b91c1c", "pending": "#b45309", "expired": "#6b7280"}
@@ -101,8 +102,28 @@ class EraseForm(BaseDialogForm):
         return "ERASE"
 
 
+class ContactForm(forms.ModelForm):
+    """Identifiers stored as the API stores them (email lower-cased, phones
+    in E.164), so that the gate, suppressions and search match them."""
+
+    class Meta:
+        model = Contact
+        fields = ["external_id", "email", "phone", "whatsapp_id", "lifecycle_stage", "timezone", "locale",
+                  "quiet_hours_start", "quiet_hours_end", "attributes"]
+
+    def clean_email(self) -> str:
+        return self.cleaned_data["email"].strip().lower()
+
+    def clean_phone(self) -> str:
+        return normalise_phone(self.cleaned_data["phone"]) if self.cleaned_data["phone"] else ""
+
+    def clean_whatsapp_id(self) -> str:
+        return normalise_phone(self.cleaned_data["whatsapp_id"]) if self.cleaned_data["whatsapp_id"] else ""
+
+
 @admin.register(Contact)
 class ContactAdmin(ExactSearch, SimpleHistoryAdmin, ModelAdmin):
+    form = ContactForm
     list_display = ["external_id", "email", "phone", "lifecycle_stage", "timezone", "locale", "created_at"]
     list_filter = ["lifecycle_stage", "locale"]
     search_fields = ["=external_id", "=email", "=phone"]

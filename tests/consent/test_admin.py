@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from consent.admin import ContactForm
 from consent.models import ConsentRecord, Contact, Suppression
 from tests.consent.factories import ContactFactory
 
@@ -29,6 +30,21 @@ def test_the_contact_list_finds_a_contact_by_email_or_phone(client, operator):
         assert list(page.context["cl"].result_list) == [wanted]
     page = client.get(reverse("admin:consent_contact_changelist"), {"q": "find.me"})
     assert list(page.context["cl"].result_list) == []
+
+
+def test_identifiers_saved_in_admin_are_stored_as_the_api_stores_them(client, operator):
+    contact = ContactFactory()
+    form = ContactForm(instance=contact, data={
+        **{name: getattr(contact, name) for name in ContactForm.Meta.fields if name != "attributes"},
+        "attributes": "{}", "email": " Jane@Example.COM ", "phone": "+1 415 555 0100"})
+    assert form.is_valid(), form.errors
+    form.save()
+    contact.refresh_from_db()
+    assert (contact.email, contact.phone) == ("jane@example.com", "+14155550100")
+    client.force_login(operator)
+    found = client.get(reverse("admin:consent_contact_changelist"), {"q": "Jane@Example.com"})
+    assert list(found.context["cl"].result_list) == [contact]
+    assert not ContactForm(instance=contact, data={**form.data, "phone": "12"}).is_valid()
 
 
 def test_the_contact_page_shows_consent_per_channel_and_purpose(client, agent):
