@@ -32,14 +32,18 @@ WINDOW_MICROSECONDS = 1_000_000
 # hair early would be held again, behind everyone.
 LINE_SECOND = 1.05
 
-# KEYS[1] the sender's log. ARGV: limit, wanted, a unique prefix for the new
-# entries, the time in microseconds ("" to use Redis's clock), the window.
-_TAKE = """
-local now = tonumber(ARGV[4])
+# `now` in microseconds: the script's argument at this index, or Redis's clock when it is "".
+_NOW = """
+local now = tonumber(ARGV[{index}])
 if not now then
     local t = redis.call('TIME')
     now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+"""
+
+# KEYS[1] the sender's log. ARGV: limit, wanted, a unique prefix for the new
+# entries, the time in microseconds ("" to use Redis's clock), the window.
+_TAKE = _NOW.format(index=4) + """
 -- A microsecond of slack: `at` comes in float seconds.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - tonumber(ARGV[5]) + 1))
 local granted = math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1]))
@@ -61,12 +65,7 @@ return granted
 # KEYS[1] when the sender's line of held sends ends, in microseconds. ARGV: the
 # limit, how many join it, the time ("" for Redis's clock), the shortest wait,
 # the line's second. Returns the wait of the first of them, in microseconds.
-_JOIN_LINE = """
-local now = tonumber(ARGV[3])
-if not now then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+_JOIN_LINE = _NOW.format(index=3) + """
 local first = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now + tonumber(ARGV[4]))
 -- Whole seconds of the line: the held sends go back in groups of a second's worth.
 local ends = first + math.ceil(tonumber(ARGV[2]) / tonumber(ARGV[1])) * tonumber(ARGV[5])

@@ -27,6 +27,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -184,26 +186,36 @@ def query_counts(state: dict) -> dict:
     """Queries for one delivery task's batch, at two batch sizes, in process."""
     from channels.delivery import deliver_batch
 
+    counts = {}
+    try:
+        with fakes_in_process():
+            ids = load_messages(state, 120)
+            for size, chunk in ((20, ids[:20]), (100, ids[20:120])):
+                with CaptureQueriesContext(connection) as ctx:
+                    started = time.perf_counter()
+                    report = deliver_batch(message_ids=chunk)
+                    seconds = time.perf_counter() - started
+                counts[f"batch_{size}"] = {"queries": len(ctx.captured_queries), "sent": report.sent,
+                                           "rate_limited": len(report.rate_limited),
+                                           "ms_per_message": round(seconds * 1000 / size, 2)}
+    finally:
+        fixtures.purge_broker()
+    return counts
+
+
+@contextmanager
+def fakes_in_process() -> Iterator[None]:
+    """The fakes running, the bench's accounts pointed at them and their
+    secrets in this process's environment, for adapters called from here."""
     os.environ.update(TWILIO_ENV)
     twilio, twilio_port = start_fake("twilio")
     smtp, smtp_port = start_fake("smtp")
-    counts = {}
     try:
         setup_accounts(twilio_port, smtp_port)
-        ids = load_messages(state, 120)
-        for size, chunk in ((20, ids[:20]), (100, ids[20:120])):
-            with CaptureQueriesContext(connection) as ctx:
-                started = time.perf_counter()
-                report = deliver_batch(message_ids=chunk)
-                seconds = time.perf_counter() - started
-            counts[f"batch_{size}"] = {"queries": len(ctx.captured_queries), "sent": report.sent,
-                                       "rate_limited": len(report.rate_limited),
-                                       "ms_per_message": round(seconds * 1000 / size, 2)}
+        yield
     finally:
         stop_fake(twilio)
         stop_fake(smtp)
-        fixtures.purge_broker()
-    return counts
 
 
 def adapters_alone(state: dict, n: int) -> dict:
@@ -215,12 +227,8 @@ def adapters_alone(state: dict, n: int) -> dict:
     from channels.models import OutboundMessage, ProviderAccount
     from channels.providers.registry import provider_for
 
-    os.environ.update(TWILIO_ENV)
-    twilio, twilio_port = start_fake("twilio")
-    smtp, smtp_port = start_fake("smtp")
     per_message = {}
-    try:
-        setup_accounts(twilio_port, smtp_port)
+    with fakes_in_process():
         load_messages(state, 2 * (n + 1))
         for channel, account_name in (("sms", "bench twilio sms"), ("email", "bench smtp email")):
             account = ProviderAccount.objects.get(name=account_name)
@@ -231,9 +239,6 @@ def adapters_alone(state: dict, n: int) -> dict:
             for message in messages:
                 provider.send(message, account)
             per_message[channel] = round((time.process_time() - started) * 1000 / len(messages), 3)
-    finally:
-        stop_fake(twilio)
-        stop_fake(smtp)
     return {"cpu_ms_per_message": per_message, "messages_each": n,
             "note": "one process, one call after another; the fakes' CPU is not counted"}
 
