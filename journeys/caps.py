@@ -80,7 +80,7 @@ def _message_rows(contact_ids: Iterable[int], since: dt.datetime) -> Iterator[di
         OutboundMessage.objects.filter(contact_id__any=list(contact_ids))
         .annotate(counted_at=Coalesce("sent_at", "deliver_after", "created_at"))
         .filter(counted_at__gte=since)
-        .order_by("counted_at")
+        .order_by("counted_at", "id")
         .values("contact_id", "channel", "message_class", "counted_at", "origin_journey_version_id", "status")
         .iterator()
     )
@@ -97,6 +97,7 @@ def _pending_rows(contact_ids: Iterable[int], until: dt.datetime) -> Iterator[di
             contact_id__any=list(contact_ids), status=EnrollmentStatus.ACTIVE, send_pending=True,
             next_run_at__lte=until, is_control=False,
         )
+        .order_by("next_run_at", "pk")
         .values("pk", "contact_id", "journey_id", "journey__priority", "next_run_at")
         .iterator()
     )
@@ -243,14 +244,22 @@ def arbitration_guard(*, contact, channel: str, message_class: str, origin, now:
     if mine is None:
         return None
     window = arbitration_window()
+    latest = None
     for message in _recent(contact.pk, now, []):
         theirs = version_policy(message["origin_journey_version_id"])
         if (
             theirs is not None and theirs.journey_id != mine.journey_id and theirs.priority > mine.priority
             and message["counted_at"] > now - window
         ):
-            detail = f"journey {theirs.journey_id} (priority {theirs.priority}) messaged within {window}"
-            return _hold(mine.on_conflict, ARBITRATION_REASON, message["counted_at"] + window, detail)
+            # The latest such message says how long to wait; among messages of
+            # the same instant, the highest journey is named, whatever the rows' order.
+            key = (message["counted_at"], theirs.priority, theirs.journey_id)
+            if latest is None or key > latest[0]:
+                latest = (key, theirs)
+    if latest is not None:
+        (at, _priority, _journey), theirs = latest
+        detail = f"journey {theirs.journey_id} (priority {theirs.priority}) messaged within {window}"
+        return _hold(mine.on_conflict, ARBITRATION_REASON, at + window, detail)
     for pending in _pending(contact.pk, now):
         if pending["journey_id"] != mine.journey_id and pending["journey__priority"] > mine.priority:
             detail = f"journey {pending['journey_id']} (priority {pending['journey__priority']}) sends first"
