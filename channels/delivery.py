@@ -36,6 +36,7 @@ without spending an attempt."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import os
 import random
@@ -299,12 +300,11 @@ def _put_back_paced(held: list[_Outcome]) -> list[int]:
     back: list[int] = []
     for outcomes in by_account.values():
         account = outcomes[0].account
-        pace = account.rate_limit_per_second or len(outcomes)
-        first = ratelimit.hold_line(account, len(outcomes), shortest_wait=RATE_LIMITED_DELAY)
-        for second, start in enumerate(range(0, len(outcomes), pace)):
-            messages = [o.message for o in outcomes[start:start + pace]]
+        waits = ratelimit.hold_line(account, len(outcomes), shortest_wait=RATE_LIMITED_DELAY)
+        for delay, group in itertools.groupby(zip(waits, outcomes, strict=True), key=lambda pair: pair[0]):
+            messages = [outcome.message for _delay, outcome in group]
             back += _put_back(messages, detail=dict.fromkeys((m.pk for m in messages), f"rate limit of {account.name}"),
-                              delay=first + second * ratelimit.LINE_SECOND)
+                              delay=delay)
     return back
 
 

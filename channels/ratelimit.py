@@ -119,22 +119,22 @@ def try_acquire(account: ProviderAccount, *, at: float | None = None) -> bool:
     return acquire(account, 1, at=at) == 1
 
 
-def hold_line(account: ProviderAccount, count: int, *, shortest_wait: float, at: float | None = None) -> float:
-    """`count` sends the budget held join the sender's line: returns in how
-    many seconds the first of them may try again (at least `shortest_wait`);
-    they go `rate_limit_per_second` every LINE_SECOND from then, after every
-    send already waiting."""
+def hold_line(account: ProviderAccount, count: int, *, shortest_wait: float, at: float | None = None) -> list[float]:
+    """`count` sends the budget held join the sender's line, after every send
+    already waiting: returns, for each of them in order, in how many seconds
+    it may try again (the first at least `shortest_wait`, then
+    `rate_limit_per_second` of them every LINE_SECOND)."""
     if count <= 0 or not account.rate_limit_per_second or not settings.REDIS_URL:
-        return shortest_wait
+        return [shortest_wait] * count
     now = "" if at is None else str(round(at * 1_000_000))
     try:
-        wait = _line_script(settings.REDIS_URL)(
+        first = int(_line_script(settings.REDIS_URL)(
             keys=[f"channels:rate-line:{account.pk}"],
             args=[account.rate_limit_per_second, count, now, round(shortest_wait * 1_000_000),
                   round(LINE_SECOND * 1_000_000)],
-        )
+        )) / 1_000_000
     except redis.RedisError as error:
         logger.warning("rate limit line of %s unknown, retrying its held sends soon: Redis error %s", account.name,
                        error)
-        return shortest_wait
-    return int(wait) / 1_000_000
+        return [shortest_wait] * count
+    return [first + (i // account.rate_limit_per_second) * LINE_SECOND for i in range(count)]

@@ -38,15 +38,15 @@ def forgotten_lines(settings):
 def test_held_sends_of_several_batches_wait_in_one_line_at_the_senders_rate(db):
     account = factories.account(Channel.SMS, Adapter.CONSOLE, rate_limit_per_second=25)
     at = time.time() + 2000  # a line no other test touches
-    assert ratelimit.hold_line(account, 50, shortest_wait=1.0, at=at) == 1.0
+    assert ratelimit.hold_line(account, 50, shortest_wait=1.0, at=at) == [1.0] * 25 + [1.0 + ratelimit.LINE_SECOND] * 25
     # Another worker's batch, a moment later: after the 50 (two of the line's seconds at 25/s).
     assert ratelimit.hold_line(account, 10, shortest_wait=1.0, at=at + 0.5) == pytest.approx(
-        0.5 + 2 * ratelimit.LINE_SECOND)
+        [0.5 + 2 * ratelimit.LINE_SECOND] * 10)
     # Then after the 10, which take a whole second of the line: they go back in a second's group.
     assert ratelimit.hold_line(account, 5, shortest_wait=1.0, at=at + 0.5) == pytest.approx(
-        0.5 + 3 * ratelimit.LINE_SECOND)
+        [0.5 + 3 * ratelimit.LINE_SECOND] * 5)
     # Once the line has gone by, a held send waits the shortest time again.
-    assert ratelimit.hold_line(account, 1, shortest_wait=1.0, at=at + 10) == 1.0
+    assert ratelimit.hold_line(account, 1, shortest_wait=1.0, at=at + 10) == [1.0]
 
 
 def test_no_limit_means_no_redis_round_trip(db):
