@@ -7,7 +7,12 @@ about a batch of hundreds of ids or keys, that bookkeeping cost more CPU
 than PostgreSQL spent answering. `field__any` sends `field = ANY(%s::type[])`
 with the list as a single array, which the btree index serves the same way;
 on other databases (the embedded SQLite), or with expressions in the list,
-it is `IN` as before."""
+it is `IN` as before.
+
+The array goes as its text form (`array_literal`), one string the driver
+escapes in C: given a Python list, psycopg's client-side binding (Django's
+default) dumps it element by element in Python, which for the tick's batch
+of a thousand contacts, keys and addresses measured 4 % of its CPU."""
 
 from __future__ import annotations
 
@@ -36,9 +41,9 @@ class AnyOf(In):
         if not values:
             raise EmptyResultSet  # as IN does: no query at all
         # Strings as text, not varchar(n): a cast to the column's length would cut a longer value to a match.
-        field = self.lhs.output_field
-        kind = "text" if isinstance(field, CharField | TextField) else field.db_type(connection)
-        return f"%s::{kind}[]", [values]
+        integers = all(isinstance(value, int) for value in values)
+        kind = self.lhs.output_field.db_type(connection) if integers else "text"
+        return f"%s::{kind}[]", [array_literal(values, integers=integers)]
 
     def get_rhs_op(self, connection, rhs):
         if not self._as_array(connection):
@@ -50,6 +55,17 @@ class AnyOf(In):
             return super().as_sql(compiler, connection)
         # In.as_sql would split a long list into OR-ed IN groups (for Oracle); one array needs none.
         return super(In, self).as_sql(compiler, connection)
+
+
+def array_literal(values: list, *, integers: bool) -> str:
+    """PostgreSQL's text form of a one-dimensional array: integers as they
+    are, anything else as a string, double-quoted with its double quotes and
+    backslashes escaped (so commas, braces, spaces and the word NULL stay
+    data)."""
+    if integers:
+        return "{" + ",".join(map(str, values)) + "}"
+    quoted = (str(value).replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return "{" + ",".join(f'"{value}"' for value in quoted) + "}"
 
 
 for field_class in (IntegerField, ForeignKey, CharField, TextField):

@@ -71,3 +71,23 @@ def test_expressions_in_the_list_work_as_with_in(contacts):
     from django.db.models import F
 
     assert Contact.objects.filter(pk__any=[F("id")]).count() == Contact.objects.filter(pk__in=[F("id")]).count()
+
+
+def test_any_matches_strings_with_array_syntax_in_them():
+    """The list travels as an array's text form: quotes, backslashes, commas,
+    braces, spaces and the word NULL must stay part of the value."""
+    awkward = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+
+    @settings(max_examples=80, deadline=None)
+    @given(stored=st.lists(awkward | st.sampled_from(['"', "\\", "a,b", "{x}", " NULL ", "NULL", "", '\\"']),
+                           min_size=1, max_size=4, unique=True),
+           extra=st.lists(awkward, max_size=4))
+    def check(stored, extra):
+        Contact.objects.all().delete()
+        for value in stored:
+            ContactFactory(external_id=value)
+        picked = stored[:2] + extra
+        assert (sorted(Contact.objects.filter(external_id__any=picked).values_list("external_id", flat=True))
+                == sorted(Contact.objects.filter(external_id__in=picked).values_list("external_id", flat=True)))
+
+    check()
