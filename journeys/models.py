@@ -212,7 +212,8 @@ class Enrollment(models.Model):
 
     journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments")
     version = models.ForeignKey(JourneyVersion, on_delete=models.PROTECT, related_name="enrollments")
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="enrollments")
+    # enrollment_contact_idx (contact, status) serves lookups by contact: no index of its own.
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="enrollments", db_index=False)
     status = models.CharField(max_length=16, choices=EnrollmentStatus, default=EnrollmentStatus.ACTIVE)
     is_control = models.BooleanField(default=False, help_text="Holdout: tracked to the goal, sent nothing")
     trigger_event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -277,7 +278,8 @@ class StepExecution(models.Model):
     """One execution of one step of one enrollment. (enrollment, step, visit)
     is unique, so a second tick can never run the same step twice."""
 
-    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="executions")
+    # step_execution_once (enrollment, step_key, visit) serves lookups by enrollment.
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="executions", db_index=False)
     step_key = models.CharField(max_length=100)
     step_type = models.CharField(max_length=32)
     visit = models.PositiveIntegerField(default=1)
