@@ -63,7 +63,14 @@ from channels.providers.base import (
     TransientError,
 )
 from channels.providers.registry import provider_for
-from channels.services import enqueue_delivery, ladder_on_outcome, message_transition, messages_recheck_for_delivery
+from channels.services import (
+    StatusMove,
+    enqueue_delivery,
+    ladder_on_outcome,
+    message_transition,
+    messages_recheck_for_delivery,
+    status_events_insert,
+)
 from channels.signals import message_status_changed
 from config.bulk import json_param, json_rows
 from consent import services as consent_services
@@ -162,7 +169,7 @@ def messages_claim(*, message_ids: list[int], now: dt.datetime) -> list[Outbound
         if updated != len(claimed):
             raise AssertionError("rows locked for the claim changed under the lock")
         moves = [(m, MessageStatus.QUEUED, MessageStatus.SENDING, "") for m in claimed]
-        _insert_status_events(moves, now)
+        status_events_insert(moves, now)
         for message in claimed:  # the rows are locked: memory and table agree
             message.status, message.sending_at, message.status_changed_at = MessageStatus.SENDING, now, now
             message.attempts += 1
@@ -170,40 +177,9 @@ def messages_claim(*, message_ids: list[int], now: dt.datetime) -> list[Outbound
     return claimed
 
 
-# A status move recorded in bulk: the message, from, to, and the event's detail.
-_Move = tuple[OutboundMessage, str, str, str]
-
-
-def _announce(moves: list[_Move]) -> None:
+def _announce(moves: list[StatusMove]) -> None:
     for message, old, new, _detail in moves:
         message_status_changed.send(sender=OutboundMessage, message=message, old_status=old, new_status=new)
-
-
-_EVENTS_SQL = """
-INSERT INTO {table} (message_id, kind, old_status, status, detail, provider, payload, received_at)
-SELECT e.message_id, %s, e.old_status, e.status, e.detail, '', '{{}}'::jsonb, %s FROM ({rows}) AS e
-ORDER BY e.position
-"""
-_EVENT_COLUMNS = (("message_id", "bigint"), ("old_status", "text"), ("status", "text"), ("detail", "text"))
-
-
-def _insert_status_events(moves: list[_Move], at: dt.datetime) -> None:
-    """One status DeliveryEvent per move, in the moves' order (a message's
-    later move gets the later id), in one statement."""
-    if not moves:
-        return
-    if connection.vendor != "postgresql":  # the embedded SQLite
-        DeliveryEvent.objects.bulk_create(
-            DeliveryEvent(message=m, kind=DeliveryEvent.Kind.STATUS, old_status=old, status=new, detail=detail[:500],
-                          received_at=at)
-            for m, old, new, detail in moves
-        )
-        return
-    sql = _EVENTS_SQL.format(table=connection.ops.quote_name(DeliveryEvent._meta.db_table),
-                             rows=json_rows(_EVENT_COLUMNS, numbered=True))
-    rows = [(m.pk, old, new, detail[:500]) for m, old, new, detail in moves]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [DeliveryEvent.Kind.STATUS.value, at, json_param(rows)])
 
 
 def deliver_batch(*, message_ids: list[int], now: dt.datetime | None = None) -> BatchReport:
@@ -461,11 +437,11 @@ def _record_accepted(accepted: list[_Outcome]) -> None:
     now = timezone.now()
     with transaction.atomic():
         moved = _mark_accepted(accepted, now)
-        moves: list[_Move] = []
+        moves: list[StatusMove] = []
         for outcome in accepted:
             if outcome.message.pk in moved:
                 moves += _accepted_moves(outcome, now)
-        _insert_status_events(moves, now)
+        status_events_insert(moves, now)
         # A fast provider may already have reported (a webhook landed first):
         # then only the bookkeeping fields are filled in.
         for outcome in accepted:
@@ -535,7 +511,7 @@ def _provider_fields(outcome: _Outcome) -> dict:
             "cost_estimate": outcome.answer.cost_estimate, "error": ""}
 
 
-def _accepted_moves(outcome: _Outcome, now: dt.datetime) -> list[_Move]:
+def _accepted_moves(outcome: _Outcome, now: dt.datetime) -> list[StatusMove]:
     """The message's new state in memory, and its moves."""
     message = outcome.message
     for name, value in _provider_fields(outcome).items():
@@ -567,7 +543,7 @@ def _put_back(messages: list[OutboundMessage], *, detail: dict[int, str], delay:
     with transaction.atomic():
         moved = _mark_put_back([m.pk for m in messages], now, not_before)
         moves = [(m, MessageStatus.SENDING, MessageStatus.QUEUED, detail[m.pk]) for m in messages if m.pk in moved]
-        _insert_status_events(moves, now)
+        status_events_insert(moves, now)
         for message, _old, _new, _detail in moves:
             message.status, message.status_changed_at, message.next_attempt_at = MessageStatus.QUEUED, now, not_before
             message.attempts -= 1

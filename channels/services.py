@@ -31,7 +31,7 @@ from channels.models import (
     SendIntent,
 )
 from channels.signals import message_status_changed
-from config.bulk import insert_objects
+from config.bulk import insert_objects, json_param, json_rows, unsaved
 from consent import policy
 from consent import services as consent_services
 from consent.models import ConsentSource, ConsentStatus, Contact, MessageClass
@@ -303,16 +303,18 @@ def _attempt(
     says where the facts come from and when the row is written (at once, or
     with the rest of a SendBatch): the decisions are these, either way."""
     ctx = ctx or _DIRECT
-    message = OutboundMessage(
-        contact=contact,
+    message = unsaved(
+        OutboundMessage,
         template_key=template_key,
         idempotency_key=idempotency_key,
-        intent=intent,
         rung=rung,
         created_at=now,
         status_changed_at=now,
         **origin.as_fields(),
     )
+    message.contact = contact
+    if intent is not None:
+        message.intent = intent  # perhaps unsaved yet (a batch): flush copies its id once it has one
     profile = ctx.profile(template_key)
     if profile is None or (channel and profile.channel != channel):
         message.channel = channel or ""
@@ -353,26 +355,53 @@ def _render_and_queue(message: OutboundMessage, data: dict, now: dt.datetime, ct
     return ctx.write(message, MessageStatus.QUEUED, message.decision_reason, message.decision_detail, now)
 
 
-def _set_outcome(message: OutboundMessage, status: str, reason: str, detail: str, now: dt.datetime) -> DeliveryEvent:
-    """Put the outcome on an unsaved message; returns the status event that
-    goes with it (saved by the caller, after the message)."""
+def _set_outcome(message: OutboundMessage, status: str, reason: str, detail: str, now: dt.datetime) -> str:
+    """Put the outcome on an unsaved message; returns the detail of the
+    status event that goes with it (written by the caller, after the message)."""
     message.status = status
     message.decision_reason = reason or ""
     message.decision_detail = (detail or "")[:500]
     message.status_changed_at = now
-    event_detail = f"{reason}: {detail}" if detail else reason
-    return DeliveryEvent(
-        message=message, kind=DeliveryEvent.Kind.STATUS, status=status, detail=event_detail[:500], received_at=now
-    )
+    return (f"{reason}: {detail}" if detail else reason)[:500]
 
 
 def _write_outcome(message: OutboundMessage, status: str, reason: str, detail: str, now: dt.datetime):
-    event = _set_outcome(message, status, reason, detail, now)
+    event_detail = _set_outcome(message, status, reason, detail, now)
     if message.pk is None:
         message.save()
-        event.message = message
-        event.save()
+        DeliveryEvent.objects.create(message=message, kind=DeliveryEvent.Kind.STATUS, status=status,
+                                     detail=event_detail, received_at=now)
     return message
+
+
+# A status move recorded in bulk: the message, from, to, and the event's detail.
+StatusMove = tuple[OutboundMessage, str, str, str]
+
+_EVENTS_SQL = """
+INSERT INTO {table} (message_id, kind, old_status, status, detail, provider, payload, received_at)
+SELECT e.message_id, %s, e.old_status, e.status, e.detail, '', '{{}}'::jsonb, %s FROM ({rows}) AS e
+ORDER BY e.position
+"""
+_EVENT_COLUMNS = (("message_id", "bigint"), ("old_status", "text"), ("status", "text"), ("detail", "text"))
+
+
+def status_events_insert(moves: list[StatusMove], at: dt.datetime) -> None:
+    """One status DeliveryEvent per move, in the moves' order (a message's
+    later move gets the later id), in one statement."""
+    if not moves:
+        return
+    if connection.vendor != "postgresql":  # the embedded SQLite
+        DeliveryEvent.objects.bulk_create(
+            DeliveryEvent(message=m, kind=DeliveryEvent.Kind.STATUS, old_status=old, status=new, detail=detail[:500],
+                          received_at=at)
+            for m, old, new, detail in moves
+        )
+        return
+    sql = _EVENTS_SQL.format(table=connection.ops.quote_name(DeliveryEvent._meta.db_table),
+                             rows=json_rows(_EVENT_COLUMNS, numbered=True))
+    rows = [(m.pk, old, new, detail[:500]) for m, old, new, detail in moves]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [DeliveryEvent.Kind.STATUS.value, at, json_param(rows)])
 
 
 # --- Where a send reads and writes: at once, or as a batch ------------------------------
@@ -450,7 +479,7 @@ class SendBatch(_SendContext):
         self._templates: dict[str, Template | None] = {}
         self._known_absent: set[str] = set()
         self._pending: dict[str, list[OutboundMessage]] = {}
-        self.messages: list[tuple[OutboundMessage, DeliveryEvent]] = []
+        self.messages: list[tuple[OutboundMessage, str]] = []  # with its status event's detail
         self.intents: list[SendIntent] = []
         self._callbacks: list[Callable[[], None]] = []
 
@@ -544,7 +573,7 @@ class SendBatch(_SendContext):
     def discard_after(self, mark: BatchMark) -> None:
         """Forget the sends made since `mark` (the caller's step failed):
         nothing of them is written."""
-        dropped = {id(message) for message, _event in self.messages[mark.messages:]}
+        dropped = {id(message) for message, _detail in self.messages[mark.messages:]}
         dropped |= {id(intent) for intent in self.intents[mark.intents:]}
         del self.messages[mark.messages:]
         del self.intents[mark.intents:]
@@ -560,18 +589,16 @@ class SendBatch(_SendContext):
         once, on commit. Raises IntegrityError if a key was taken meanwhile."""
         if self.intents:
             SendIntent.objects.bulk_create(self.intents)
-        messages = [message for message, _event in self.messages]
+        messages = [message for message, _detail in self.messages]
         if messages:
             for message in messages:
                 message.intent_id = message.intent.pk if message.intent is not None else None
             ids = dict(insert_objects(OutboundMessage, messages, returning="idempotency_key"))
-            events = []
-            for message, event in self.messages:
+            for message in messages:
                 message.pk = ids[message.idempotency_key]
                 message._state.adding, message._state.db = False, connection.alias
-                event.message = message
-                events.append(event)
-            insert_objects(DeliveryEvent, events)
+            status_events_insert([(message, "", message.status, detail) for message, detail in self.messages],
+                                 self.now)
             _enqueue_queued(messages)
         for callback in self._callbacks:
             callback()

@@ -11,6 +11,7 @@ more Python per row."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import operator
 from typing import Any
@@ -110,6 +111,28 @@ def insert_objects(model: type[models.Model], objs: list[models.Model], *, retur
     rows = [values_of(o) for o in objs] if len(fields) > 1 else [(values_of(o),) for o in objs]
     back = (model._meta.get_field(returning).column, model._meta.pk.column) if returning else ()
     return [tuple(row) for row in insert_rows(model, columns, rows, returning=back)]
+
+
+def unsaved(model: type[models.Model], **values: Any) -> models.Model:
+    """An unsaved instance with `values` given by attname (`contact_id`, not
+    `contact`) and every other field at its default: what `model(**values)`
+    makes, for paths that make thousands. Django's keyword constructor looks
+    every field up among the keywords and checks it for a related object,
+    which for the outbox's 42 fields cost 25 microseconds a row, about a
+    tenth of a journey send; given positionally it is a fraction of that."""
+    fields = _defaults(model)
+    if not values.keys() <= fields.keys():
+        raise TypeError(f"{model.__name__} has no field {sorted(values.keys() - fields.keys())[0]!r}")
+    return model(*[values[name] if name in values else default() if fresh else default
+                   for name, (default, fresh) in fields.items()])
+
+
+@functools.cache
+def _defaults(model: type[models.Model]) -> dict[str, tuple[Any, bool]]:
+    """Each concrete field's attname: its default value, or its default
+    callable (fresh=True: a dict or list must not be shared between rows)."""
+    return {field.attname: (field.default, True) if field.has_default() and callable(field.default)
+            else (field.get_default(), False) for field in model._meta.concrete_fields}
 
 
 def _kind(field: models.Field) -> str:

@@ -20,8 +20,9 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, Value, When
 
 from channels.services import SendBatch
-from config.bulk import insert_objects, update_rows
+from config.bulk import insert_rows, update_rows
 from consent import policy
+from consent.models import Contact
 from journeys import caps
 from journeys.definition import (
     END,
@@ -68,7 +69,8 @@ class Batch:
     facts: policy.GateFacts | None = None
     # The batch's sends, decided as they come and written together (None: each send writes at once).
     sends: SendBatch | None = None
-    executions: list[StepExecution] = field(default_factory=list)
+    # Step executions to write with the batch, as rows of EXECUTION_COLUMNS.
+    executions: list[tuple] = field(default_factory=list)
     # Enrollments this batch ended as exited or converted: their waiting messages are cancelled.
     stopped: list[int] = field(default_factory=list)
     # The savepoint of the enrollment being run, taken before its first step that writes.
@@ -187,7 +189,7 @@ def run_batch(enrollments: list[Enrollment], batch: Batch) -> None:
     save_enrollments(enrollments)
     # A second execution of the same (enrollment, step, visit) violates the
     # unique constraint and rolls the whole batch back: never a double effect.
-    insert_objects(StepExecution, batch.executions)
+    insert_rows(StepExecution, EXECUTION_COLUMNS, batch.executions)
     if batch.stopped:
         from channels.services import messages_cancel
 
@@ -209,8 +211,6 @@ def run_set_based(ordered: list[Enrollment], batch: Batch) -> bool:
     the enrollments are put back as claimed: returns False, and the caller
     runs the batch again with each send written at once, where a failing
     send costs only its own enrollment."""
-    # An update-attribute step replaces contact.attributes with a new dict: keeping the old one is enough.
-    claimed = [(e, _fields_of(e), e.contact.attributes) for e in ordered]
     savepoint = transaction.savepoint()
     # A bare savepoint does not scope on_commit callbacks: the ones this pass
     # registers (a webhook call, delivery) must go with what it rolls back.
@@ -229,15 +229,28 @@ def run_set_based(ordered: list[Enrollment], batch: Batch) -> bool:
         transaction.set_rollback(False)
         transaction.savepoint_rollback(savepoint)
         del connection.run_on_commit[callbacks:]
-        for enrollment, fields, attributes in claimed:
-            _set_fields(enrollment, fields)
-            enrollment.contact.attributes = attributes
+        _restore_as_claimed(ordered)
         batch.executions.clear()
         batch.stopped.clear()
         batch.sends = None
         return False
     transaction.savepoint_commit(savepoint)
     return True
+
+
+def _restore_as_claimed(enrollments: list[Enrollment]) -> None:
+    """Put the enrollments, and the attributes of their contacts (the one
+    contact field a step changes), back as the claim read them. Their rows
+    are locked and the batch's savepoint is rolled back, so the database
+    holds exactly that; reading it back on this rare path spares every
+    batch a copy of its enrollments."""
+    rows = {row["pk"]: row for row in Enrollment.objects.filter(pk__any=[e.pk for e in enrollments])
+            .values("pk", *ENROLLMENT_FIELDS)}
+    attributes = dict(Contact.objects.filter(pk__any=[e.contact_id for e in enrollments])
+                      .values_list("pk", "attributes"))
+    for enrollment in enrollments:
+        _set_fields(enrollment, {name: rows[enrollment.pk][name] for name in ENROLLMENT_FIELDS})
+        enrollment.contact.attributes = attributes[enrollment.contact_id]
 
 
 def _fields_of(enrollment: Enrollment) -> dict[str, Any]:
@@ -301,12 +314,11 @@ def park(enrollment: Enrollment, failing_step: str, error: Exception, batch: Bat
     enrollment.next_run_at = batch.now + dt.timedelta(seconds=delay)
     key = enrollment.current_step or failing_step or "(start)"
     visit = enrollment.visits.get(key, 1)
-    batch.executions.append(StepExecution(
-        enrollment=enrollment, step_key=key, step_type=enrollment.current_step_type, visit=visit,
-        idempotency_key=f"{enrollment.pk}:{key}:{visit}", outcome=StepOutcome.FAILED, reason="error",
+    batch.executions.append(_execution_row(
+        enrollment, key, enrollment.current_step_type, visit, StepOutcome.FAILED, reason="error",
         detail={"error": f"{type(error).__name__}: {error}"[:1000], "failing_step": failing_step,
                 "failures": enrollment.failures, "retry_at": enrollment.next_run_at.isoformat()},
-        executed_at=batch.now,
+        next_step="", at=batch.now,
     ))
     enrollment.visits = {**enrollment.visits, key: visit + 1}
 
@@ -429,19 +441,25 @@ def end(enrollment: Enrollment, status: str, reason: str, now: dt.datetime) -> N
 
 def record(enrollment: Enrollment, step: dict, result: StepResult, batch: Batch) -> None:
     visit = enrollment.visits.get(step["key"], 1)
-    execution = StepExecution(
-        enrollment=enrollment,
-        step_key=step["key"],
-        step_type=step["type"],
-        visit=visit,
-        idempotency_key=f"{enrollment.pk}:{step['key']}:{visit}",
-        outcome=result.outcome,
-        reason=result.reason[:64],
-        detail=result.detail,
-        next_step=result.next_step or "",
-        executed_at=batch.now,
-    )
-    batch.executions.append(execution)
+    batch.executions.append(_execution_row(
+        enrollment, step["key"], step["type"], visit, result.outcome, reason=result.reason[:64],
+        detail=result.detail, next_step=result.next_step or "", at=batch.now,
+    ))
+
+
+# A StepExecution's columns, written with the batch (config.bulk.insert_rows):
+# a plain row costs a fraction of a model instance, one per enrollment.
+EXECUTION_COLUMNS = (
+    ("enrollment_id", "bigint"), ("step_key", "text"), ("step_type", "text"), ("visit", "integer"),
+    ("idempotency_key", "text"), ("outcome", "text"), ("reason", "text"), ("detail", "jsonb"),
+    ("next_step", "text"), ("executed_at", "timestamptz"),
+)
+
+
+def _execution_row(enrollment: Enrollment, step_key: str, step_type: str, visit: int, outcome: str, *,
+                   reason: str, detail: dict, next_step: str, at: dt.datetime) -> tuple:
+    return (enrollment.pk, step_key, step_type, visit, f"{enrollment.pk}:{step_key}:{visit}", outcome, reason,
+            detail, next_step, at)
 
 
 # --- Ending enrollments from outside a tick -------------------------------------

@@ -92,6 +92,28 @@ def test_a_batch_whose_write_fails_runs_again_send_by_send_and_sends_nothing_twi
     assert set(Enrollment.objects.values_list("status", flat=True)) == {"completed"}
 
 
+def test_a_batch_run_again_starts_from_what_the_claim_read(sms_template, t0, monkeypatch):
+    """The pass that is rolled back renamed the contacts after texting them:
+    run again, each text still greets them by their name at the claim."""
+    journey = live_journey("text-then-rename", [
+        {"key": "s", "type": "send", "template": "nudge-sms"},
+        {"key": "u", "type": "update_attribute", "attribute": "first_name", "value": "Renamed"},
+    ], trigger={"event": "never.happens"})
+    first, second, third = due_at_send(journey, 3, t0)
+    for enrollment, name in zip((first, second, third), ("Ana", "Bo", "Cy"), strict=True):
+        enrollment.contact.attributes = {"first_name": name}
+        enrollment.contact.save()
+    another_writer_takes_the_key_of(second, t0, monkeypatch)
+
+    assert advance(now=t0) == 3
+
+    bodies = dict(OutboundMessage.objects.filter(origin_enrollment_id__isnull=False)
+                  .values_list("origin_enrollment_id", "content__body"))
+    assert bodies == {first.pk: "Hi Ana", third.pk: "Hi Cy"}
+    assert {e.contact.attributes["first_name"] for e in Enrollment.objects.select_related("contact")} == {"Renamed"}
+    assert set(Enrollment.objects.values_list("status", flat=True)) == {"completed"}
+
+
 def test_a_batch_run_again_publishes_each_webhook_call_once(sms_template, t0, monkeypatch,
                                                             django_capture_on_commit_callbacks):
     journey = live_journey("hook-then-send", [
