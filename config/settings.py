@@ -308,11 +308,11 @@ ANYMAIL = {
 # Message classes whose journey versions need a Compliance reviewer (who did not edit them) to go live.
 JOURNEYS_APPROVAL_CLASSES = env_list("JOURNEYS_APPROVAL_CLASSES", ["marketing", "operational"])
 JOURNEYS_TICK_SECONDS = env_int("JOURNEYS_TICK_SECONDS", 5)
-JOURNEYS_BATCH_SIZE = env_int("JOURNEYS_BATCH_SIZE", 200)
+JOURNEYS_BATCH_SIZE = env_int("JOURNEYS_BATCH_SIZE", 1000)
 JOURNEYS_EVENT_BATCH_SIZE = env_int("JOURNEYS_EVENT_BATCH_SIZE", 500)
 JOURNEYS_EVENTS_PER_REQUEST = env_int("JOURNEYS_EVENTS_PER_REQUEST", 1000)
 # A tick stops after this many batches so a Beat tick stays short; the next tick goes on.
-JOURNEYS_TICK_MAX_BATCHES = env_int("JOURNEYS_TICK_MAX_BATCHES", 50)
+JOURNEYS_TICK_MAX_BATCHES = env_int("JOURNEYS_TICK_MAX_BATCHES", 20)
 JOURNEYS_MAX_STEPS_PER_RUN = env_int("JOURNEYS_MAX_STEPS_PER_RUN", 50)
 # A "wait until" later than this past its moment skips what it waited for.
 JOURNEYS_DEFAULT_GRACE = env_str("JOURNEYS_DEFAULT_GRACE", "1h")
