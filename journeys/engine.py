@@ -84,6 +84,9 @@ def _claim(now: dt.datetime, batch_size: int, only_enrollment_ids: list[int] | N
     query = (
         Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
         .select_related("contact")
+        # Timestamps the tick never reads: Django parses each in Python, a
+        # third of the claim's CPU at a thousand rows.
+        .defer("created_at", "contact__created_at", "contact__updated_at")
         .filter(status=EnrollmentStatus.ACTIVE, next_run_at__lte=now)
         .order_by("next_run_at")
     )
