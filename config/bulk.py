@@ -119,7 +119,8 @@ def unsaved(model: type[models.Model], **values: Any) -> models.Model:
     makes, for paths that make thousands. Django's keyword constructor looks
     every field up among the keywords and checks it for a related object,
     which for the outbox's 42 fields cost 25 microseconds a row, about a
-    tenth of a journey send; given positionally it is a fraction of that."""
+    tenth of a journey send; given positionally, with the contact set after,
+    it takes half that."""
     fields = _defaults(model)
     if not values.keys() <= fields.keys():
         raise TypeError(f"{model.__name__} has no field {sorted(values.keys() - fields.keys())[0]!r}")
