@@ -103,7 +103,7 @@ def insert_objects(model: type[models.Model], objs: list[models.Model], *, retur
         model.objects.bulk_create(objs)
         return [(getattr(obj, returning), obj.pk) for obj in objs] if returning else []
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    columns = [(f.column, _kind(f)) for f in fields]
+    columns = columns_of(model)
     for field in filter(_auto_now, fields):
         for obj in objs:
             field.pre_save(obj, add=True)  # sets the value on the object, as save() would
@@ -111,6 +111,12 @@ def insert_objects(model: type[models.Model], objs: list[models.Model], *, retur
     rows = [values_of(o) for o in objs] if len(fields) > 1 else [(values_of(o),) for o in objs]
     back = (model._meta.get_field(returning).column, model._meta.pk.column) if returning else ()
     return [tuple(row) for row in insert_rows(model, columns, rows, returning=back)]
+
+
+def columns_of(model: type[models.Model]) -> list[Column]:
+    """Every concrete column but the id, in the model's field order, typed
+    for `insert_rows`."""
+    return [(f.column, _kind(f)) for f in model._meta.concrete_fields if not f.primary_key]
 
 
 def unsaved(model: type[models.Model], **values: Any) -> models.Model:
