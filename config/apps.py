@@ -9,4 +9,4 @@ class ProjectConfig(AppConfig):
     verbose_name = "Project"
 
     def ready(self) -> None:
-        from config import lookups  # noqa: F401 - registers the `__any` lookup
+        from config import db, lookups  # noqa: F401 - register the `__any` lookup and the connection set-up

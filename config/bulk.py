@@ -3,7 +3,8 @@ journeys tick, delivery): every row of a batch in one statement.
 
 On PostgreSQL the rows travel as one JSON document, unpacked by
 jsonb_array_elements (`json_rows`): a statement of constant shape and one
-parameter, which json.dumps writes in C. Django's bulk_create and
+parameter, which orjson writes in C (json.dumps took twice as long, a
+twentieth of the journeys tick). Django's bulk_create and
 bulk_update, a VALUES list with a placeholder per value, or an array per
 column (which the driver quotes element by element) cost several times
 more Python per row."""
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import operator
 from typing import Any
 
+import orjson
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 
@@ -91,7 +92,7 @@ def json_rows(columns: tuple[Column, ...] | list[Column], *, numbered: bool = Fa
 
 
 def json_param(rows: list[tuple] | list[list]) -> str:
-    return json.dumps(rows, default=_json_default)
+    return _dumps(rows)
 
 
 def insert_objects(model: type[models.Model], objs: list[models.Model], *, returning: str = "") -> list[tuple]:
@@ -162,10 +163,21 @@ def _unpack(index: int, kind: str) -> str:
 
 
 def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=_json_default)
+    return None if value is None else _dumps(value)
 
 
-def _json_default(value: Any) -> Any:
+_django_default = DjangoJSONEncoder().default
+
+
+def _as_text(value: Any) -> Any:
+    # orjson writes a UTC offset to the minute: a zone's offset in seconds
+    # (local mean time, before about 1900) would move the instant.
     if isinstance(value, dt.datetime):
         return value.isoformat()
-    return DjangoJSONEncoder().default(value)
+    return _django_default(value)  # Decimal, lazy text, durations: as Django's encoder writes them
+
+
+def _dumps(value: Any) -> str:
+    # Keys that are not strings become strings, as json.dumps makes them.
+    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+    return orjson.dumps(value, default=_as_text, option=options).decode()

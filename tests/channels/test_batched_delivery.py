@@ -96,7 +96,8 @@ def what_happened(world: dict, message: OutboundMessage, announced: list) -> tup
     message.refresh_from_db()
 
     def plain(text: str) -> str:
-        return re.sub(rf"(?<![\d.]){message.pk}(?![\d.])", "<id>", text)
+        # Not an SMTP reply code that happens to equal the id ("550: SMTP 550 5.1.1 ...").
+        return re.sub(rf"(?<![\d.])(?<!SMTP ){message.pk}(?![\d.])(?!: SMTP)", "<id>", text)
 
     events = [(e.kind, e.old_status, e.status, plain(e.detail)) for e in message.events.order_by("received_at", "pk")]
     return (

@@ -103,6 +103,13 @@ def test_ordinary_template_features_still_work():
     assert _preview(body, items=["a", "b"], total=3.14159).content["body"] == "Hi ANA, 1:a 2:b 3.1"
 
 
+def test_jinja_globals_render_every_time_the_cached_template_is_used():
+    # Compiled templates are cached with their globals flattened (templates/engine.py).
+    body = "{% for i in range(3) %}{{ i }}{% endfor %}"
+    assert _preview(body).content["body"] == "012"
+    assert _preview(body).content["body"] == "012"
+
+
 def test_dates_are_shown_in_the_contacts_time_zone():
     body = "{{ event.at|localdatetime }} / {{ event.at|localdate }} / {{ event.at|localtime('%I:%M %p') }}"
     assert _preview(body, at="2026-07-01T09:30:00Z").content["body"] == "2026-07-01 10:30 / 2026-07-01 / 10:30 AM"
