@@ -25,16 +25,18 @@ providers): its rest goes back in line the same way.
 
 Provider calls of one account go in waves: the first call alone (it opens
 the client or SMTP session the others reuse, and if it hangs nothing else
-of the batch has gone out), then up to `calls_in_flight` at once on a small
-thread pool (account option, CALLS_IN_FLIGHT by default; 1 sends one at a
-time). The pool threads only talk to the provider: every database write
-stays on the task's thread. Each wave takes its sends from the sender's
-shared rate limit in one Redis round trip just before it goes, so the limit
-holds at the provider's edge; what the limit refuses goes back to `queued`
-without spending an attempt."""
+of the batch has gone out), then up to `calls_in_flight` at once (account
+option, CALLS_IN_FLIGHT by default; 1 sends one at a time): on one event
+loop per worker process for an adapter with an async client
+(`send_async`: Twilio), on a small thread pool for the others. Neither
+writes to the database: every write stays on the task's thread. Each wave
+takes its sends from the sender's shared rate limit in one Redis round trip
+just before it goes, so the limit holds at the provider's edge; what the
+limit refuses goes back to `queued` without spending an attempt."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import logging
@@ -348,20 +350,26 @@ def _calls_in_flight(account: ProviderAccount, provider: Provider) -> int:
 
 
 def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount, wave: list[OutboundMessage]) -> None:
-    if len(wave) <= 1:
+    on_loop = hasattr(provider, "send_async")
+    if len(wave) <= 1 and not on_loop:
         for message in wave:
             batch.started(message)
             batch.answer([message], account, _call(provider, message, account))
         return
     futures: dict[Future, OutboundMessage] = {}
+    stop = threading.Event()
     try:
         for message in wave:
             # Counted as started before it is handed over: a message whose
             # call may have begun is never put back as unsent.
             batch.started(message)
             try:
-                future = _executor().submit(_call, provider, message, account)
-            except RuntimeError:  # the pool is shutting down: this call never began
+                if on_loop:
+                    future = asyncio.run_coroutine_threadsafe(_call_async(provider, message, account, stop),
+                                                              _event_loop())
+                else:
+                    future = _executor().submit(_call, provider, message, account)
+            except RuntimeError:  # the pool or the loop is shutting down: this call never began
                 batch.unstarted[message.pk] = message
                 raise
             futures[future] = message
@@ -371,10 +379,13 @@ def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount, wave
         # or while handing calls over: calls not begun never begin and their
         # messages count as unstarted again; calls under way may reach the
         # provider whatever we do, so their answers are waited for a while,
-        # within the time left before the hard limit.
+        # within the time left before the hard limit. (A call on the loop is
+        # never cancelled: cancelling it mid-request could not tell whether
+        # the request went out; one not yet begun sees `stop` and does not.)
+        stop.set()
         under_way = []
         for future, message in futures.items():
-            if future.cancel():
+            if not on_loop and future.cancel():
                 batch.unstarted[message.pk] = message
             else:
                 under_way.append(future)
@@ -382,7 +393,11 @@ def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount, wave
             wait(under_way, timeout=_grace_seconds())
         for future in under_way:
             if future.done():
-                batch.answer([futures[future]], account, future.result())
+                answer = future.result()
+                if answer is NOT_BEGUN:
+                    batch.unstarted[futures[future].pk] = futures[future]
+                else:
+                    batch.answer([futures[future]], account, answer)
 
 
 def _waves_deadline() -> float:
@@ -412,9 +427,37 @@ def _call(provider: Provider, message: OutboundMessage, account: ProviderAccount
         return error
 
 
+# What a call on the loop answers when the batch stopped before it began.
+NOT_BEGUN = object()
+
+
+async def _call_async(provider: Provider, message: OutboundMessage, account: ProviderAccount,
+                      stop: threading.Event) -> Accepted | Exception | object:
+    if stop.is_set():
+        return NOT_BEGUN
+    try:
+        return await provider.send_async(message, account)
+    except Exception as error:  # classified on the task's thread
+        return error
+
+
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0
 _pool_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """One event loop per process, on its own thread, made after the
+    worker's fork; its clients keep their connections between batches."""
+    global _loop, _loop_pid
+    with _pool_lock:
+        if _loop is None or _loop_pid != os.getpid():
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="delivery-calls", daemon=True).start()
+            _loop_pid = os.getpid()
+        return _loop
 
 
 def _executor() -> ThreadPoolExecutor:

@@ -75,6 +75,11 @@ class Provider(Protocol):
 
     def send(self, message: OutboundMessage, account: ProviderAccount) -> Accepted: ...
 
+    # An adapter with an async client may also have
+    #     async def send_async(self, message, account) -> Accepted
+    # raising the same errors: delivery then makes its calls on one event
+    # loop per worker process instead of a thread each (channels/delivery.py).
+
 
 def account_secret(account: ProviderAccount, name: str, *, default_prefix: str) -> str:
     """Secrets come only from the environment: <PREFIX>_<NAME>."""
