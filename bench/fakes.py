@@ -11,8 +11,9 @@ under "connections" how many TCP connections (HTTP) or SMTP sessions it
 served (to see that clients reuse them).
 
 They share the measured machine's two cores with the system, so they are
-made cheap: the Twilio fake answers on aiohttp's server (a third of the CPU
-per request of the standard library's threaded HTTP server)."""
+made cheap: the Twilio fake answers on aiohttp's server, not on the
+standard library's threaded HTTP server (the two fakes together: 0.29 ->
+0.26 ms of CPU per delivered message)."""
 
 from __future__ import annotations
 
