@@ -68,34 +68,39 @@ class TwilioProvider:
     def send(self, message: OutboundMessage, account: ProviderAccount) -> Accepted:
         params = _params(message, account)
         try:
-            created = client_for(account).messages.create(**params)
-        except TwilioRestException as error:
-            raise _classify(error) from error
-        except (RequestsConnectionError, Timeout) as error:
-            if is_ambiguous(error):
-                raise AmbiguousError(f"no answer from Twilio after sending: {error}") from error
-            raise TransientError(f"Twilio unreachable: {error}") from error
-        except TwilioException as error:
-            raise TransientError(str(error)) from error
-        return Accepted(provider_message_id=created.sid, cost_estimate=_price(created.price))
+            return _accepted(client_for(account).messages.create(**params))
+        except CALL_ERRORS as error:
+            raise _provider_error(error) from error
 
     async def send_async(self, message: OutboundMessage, account: ProviderAccount) -> Accepted:
         """`send` through the SDK's aiohttp client, for delivery's waves: a
         third of the CPU of a call through `requests`, and no thread each."""
         params = _params(message, account)
         try:
-            created = await _async_client_for(account).messages.create_async(**params)
-        except TwilioRestException as error:
-            raise _classify(error) from error
-        except aiohttp.ConnectionTimeoutError as error:  # before the request went out
-            raise TransientError(f"Twilio unreachable: {error}") from error
-        except TimeoutError as error:  # aiohttp's read timeout: the request went out, no answer came
-            raise AmbiguousError(f"no answer from Twilio after sending: {error!r}") from error
-        except aiohttp.ClientError as error:
-            raise TransientError(f"Twilio unreachable: {error!r}") from error
-        except TwilioException as error:
-            raise TransientError(str(error)) from error
-        return Accepted(provider_message_id=created.sid, cost_estimate=_price(created.price))
+            return _accepted(await _async_client_for(account).messages.create_async(**params))
+        except CALL_ERRORS as error:
+            raise _provider_error(error) from error
+
+
+# What a call can fail with, through either of the SDK's HTTP clients.
+CALL_ERRORS = (TwilioException, RequestsConnectionError, Timeout, aiohttp.ClientError, TimeoutError)
+
+
+def _provider_error(error: Exception) -> Exception:
+    why = str(error) or repr(error)  # aiohttp's timeouts have no message
+    if isinstance(error, TwilioRestException):
+        return _classify(error)
+    if isinstance(error, aiohttp.ConnectionTimeoutError):  # before the request went out
+        return TransientError(f"Twilio unreachable: {why}")
+    if is_ambiguous(error) or isinstance(error, TimeoutError):  # the request went out, no answer came
+        return AmbiguousError(f"no answer from Twilio after sending: {why}")
+    if isinstance(error, RequestsConnectionError | Timeout | aiohttp.ClientError):
+        return TransientError(f"Twilio unreachable: {why}")
+    return TransientError(why)
+
+
+def _accepted(created) -> Accepted:
+    return Accepted(provider_message_id=created.sid, cost_estimate=_price(created.price))
 
 
 def _params(message: OutboundMessage, account: ProviderAccount) -> dict[str, str]:
