@@ -1,14 +1,16 @@
 """Local fake providers for the delivery scenario, each in its own process
 (so they do not share a GIL with anything measured), on 127.0.0.1 only:
 
-    python -m bench.fakes twilio PORT   # Twilio's Messages API on aiohttp's server, keep-alive
-    python -m bench.fakes smtp PORT     # aiosmtpd, accepts everything
+    python -m bench.fakes twilio PORT     # Twilio's Messages API on aiohttp's server, keep-alive
+    python -m bench.fakes postmark PORT   # Postmark's /email/batch on aiohttp's server, keep-alive
+    python -m bench.fakes smtp PORT       # aiosmtpd, accepts everything
 
 Each prints "ready", serves until stdin closes (bounded by a 30-minute
 limit), then prints one JSON line: requests served and the most it saw in
 one wall-clock second, per sender (to check that rate limits held), and
 under "connections" how many TCP connections (HTTP) or SMTP sessions it
-served (to see that clients reuse them).
+served (to see that clients reuse them). Postmark's counts are messages,
+not requests (a request carries up to 500).
 
 They share the measured machine's two cores with the system, so they are
 made cheap: the Twilio fake answers on aiohttp's server, not on the
@@ -30,9 +32,9 @@ _counts: Counter = Counter()  # (sender, second) -> requests
 _lock = threading.Lock()
 
 
-def _note(sender: str) -> None:
+def _note(sender: str, messages: int = 1) -> None:
     with _lock:
-        _counts[(sender, int(time.time()))] += 1
+        _counts[(sender, int(time.time()))] += messages
 
 
 _connections = 0
@@ -56,19 +58,43 @@ def _summary() -> dict:
 def serve_twilio(port: int) -> None:
     from aiohttp import web
 
-    transports: set[int] = set()
-
     async def create_message(request: web.Request) -> web.Response:
         form = await request.post()
         _note(form.get("From") or form.get("MessagingServiceSid") or "")
-        if id(request.transport) not in transports:  # one per TCP connection: clients keep theirs alive
-            transports.add(id(request.transport))
-            _connected()
         return web.json_response({"sid": f"SM{uuid.uuid4().hex}", "status": "queued", "price": None,
                                   "error_code": None}, status=201)
 
-    app = web.Application()
-    app.router.add_post("/{path:.*}", create_message)
+    _serve_http(port, create_message)
+
+
+def serve_postmark(port: int) -> None:
+    from aiohttp import web
+
+    async def send_batch(request: web.Request) -> web.Response:
+        emails = await request.json()
+        submitted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for sender in {email["From"] for email in emails}:
+            _note(sender, sum(1 for email in emails if email["From"] == sender))
+        return web.json_response([{"ErrorCode": 0, "Message": "OK", "MessageID": str(uuid.uuid4()),
+                                   "SubmittedAt": submitted, "To": email["To"]} for email in emails])
+
+    _serve_http(port, send_batch)
+
+
+def _serve_http(port: int, handler) -> None:
+    """`handler` for every POST, on aiohttp's server on a thread of its own."""
+    from aiohttp import web
+
+    transports: set[int] = set()
+
+    async def counted(request: web.Request) -> web.Response:
+        if id(request.transport) not in transports:  # one per TCP connection: clients keep theirs alive
+            transports.add(id(request.transport))
+            _connected()
+        return await handler(request)
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/{path:.*}", counted)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app, access_log=None)
     loop.run_until_complete(runner.setup())
@@ -101,6 +127,8 @@ def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     if kind == "twilio":
         serve_twilio(port)
+    elif kind == "postmark":
+        serve_postmark(port)
     elif kind == "smtp":
         serve_smtp(port)
     else:

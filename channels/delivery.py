@@ -26,7 +26,9 @@ providers): its rest goes back in line the same way.
 Provider calls of one account go in waves: the first call alone (it opens
 the client or SMTP session the others reuse, and if it hangs nothing else
 of the batch has gone out), then up to `calls_in_flight` at once (account
-option, CALLS_IN_FLIGHT by default; 1 sends one at a time): on one event
+option, CALLS_IN_FLIGHT by default; 1 sends one at a time). A call carries
+one message, or, for an adapter with a batch API (`send_batch`: Postmark),
+up to its batch size, each message answered on its own. Calls run on one event
 loop per worker process for an adapter with an async client
 (`send_async`: Twilio), on a small thread pool for the others. Neither
 writes to the database: every write stays on the task's thread. Each wave
@@ -324,13 +326,17 @@ def _send_group(batch: _Batch, account: ProviderAccount, messages: list[Outbound
         batch.record()
         return
     in_flight = _calls_in_flight(account, provider)
-    waves = [messages[:1]] + [messages[i:i + in_flight] for i in range(1, len(messages), in_flight)]
+    per_call = provider.batch_size(account) if hasattr(provider, "send_batch") else 1
+    first, rest = messages[:per_call], messages[per_call:]
+    step = in_flight * per_call
+    waves = [first] + [rest[i:i + step] for i in range(0, len(rest), step)]
     for index, wave in enumerate(waves):
         if batch.out_of_time():
             return
         granted = ratelimit.acquire(account, len(wave))
         batch.waves += 1
-        _call_wave(batch, provider, account, wave[:granted])
+        going = wave[:granted]
+        _call_wave(batch, provider, account, [going[i:i + per_call] for i in range(0, granted, per_call)])
         if granted < len(wave):
             # The budget is spent: this wave's rest and every later wave wait.
             batch.answer(wave[granted:] + [m for later in waves[index + 1:] for m in later], account, None)
@@ -349,30 +355,35 @@ def _calls_in_flight(account: ProviderAccount, provider: Provider) -> int:
         return CALLS_IN_FLIGHT
 
 
-def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount, wave: list[OutboundMessage]) -> None:
+def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount,
+               calls: list[list[OutboundMessage]]) -> None:
+    """Make a wave's calls (each one message, or one batch for an adapter
+    with `send_batch`) and note every message's answer."""
     on_loop = hasattr(provider, "send_async")
-    if len(wave) <= 1 and not on_loop:
-        for message in wave:
-            batch.started(message)
-            batch.answer([message], account, _call(provider, message, account))
+    if len(calls) <= 1 and not on_loop:
+        for messages in calls:
+            for message in messages:
+                batch.started(message)
+            _note_answers(batch, account, messages, _call(provider, messages, account))
         return
-    futures: dict[Future, OutboundMessage] = {}
+    futures: dict[Future, list[OutboundMessage]] = {}
     stop = threading.Event()
     try:
-        for message in wave:
+        for messages in calls:
             # Counted as started before it is handed over: a message whose
             # call may have begun is never put back as unsent.
-            batch.started(message)
+            for message in messages:
+                batch.started(message)
             try:
                 if on_loop:
-                    future = asyncio.run_coroutine_threadsafe(_call_async(provider, message, account, stop),
+                    future = asyncio.run_coroutine_threadsafe(_call_async(provider, messages[0], account, stop),
                                                               _event_loop())
                 else:
-                    future = _executor().submit(_call, provider, message, account)
+                    future = _executor().submit(_call, provider, messages, account)
             except RuntimeError:  # the pool or the loop is shutting down: this call never began
-                batch.unstarted[message.pk] = message
+                batch.unstarted.update((m.pk, m) for m in messages)
                 raise
-            futures[future] = message
+            futures[future] = messages
         wait(futures)
     finally:
         # Also when the task is stopped while waiting (the soft time limit)
@@ -384,20 +395,26 @@ def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount, wave
         # the request went out; one not yet begun sees `stop` and does not.)
         stop.set()
         under_way = []
-        for future, message in futures.items():
+        for future, messages in futures.items():
             if not on_loop and future.cancel():
-                batch.unstarted[message.pk] = message
+                batch.unstarted.update((m.pk, m) for m in messages)
             else:
                 under_way.append(future)
         if not all(future.done() for future in under_way):
             wait(under_way, timeout=_grace_seconds())
         for future in under_way:
             if future.done():
-                answer = future.result()
-                if answer is NOT_BEGUN:
-                    batch.unstarted[futures[future].pk] = futures[future]
+                answers = future.result()
+                if answers is NOT_BEGUN:
+                    batch.unstarted.update((m.pk, m) for m in futures[future])
                 else:
-                    batch.answer([futures[future]], account, answer)
+                    _note_answers(batch, account, futures[future], answers)
+
+
+def _note_answers(batch: _Batch, account: ProviderAccount, messages: list[OutboundMessage],
+                  answers: list[Accepted | Exception]) -> None:
+    for message, answer in zip(messages, answers, strict=True):
+        batch.answer([message], account, answer)
 
 
 def _waves_deadline() -> float:
@@ -418,13 +435,17 @@ def _grace_seconds() -> float:
     return max(0.0, min(CALLS_UNDER_WAY_GRACE_SECONDS, gap / 2))
 
 
-def _call(provider: Provider, message: OutboundMessage, account: ProviderAccount) -> Accepted | Exception:
+def _call(provider: Provider, messages: list[OutboundMessage], account: ProviderAccount) -> list[Accepted | Exception]:
+    """One call: one message through `send`, or several through
+    `send_batch`; an answer per message."""
     try:
-        return provider.send(message, account)
+        if hasattr(provider, "send_batch"):
+            return provider.send_batch(messages, account)
+        return [provider.send(messages[0], account)]
     except SoftTimeLimitExceeded:
         raise  # only ever raised on the task's own thread: stop the batch
     except Exception as error:  # classified on the task's thread
-        return error
+        return [error] * len(messages)
 
 
 # What a call on the loop answers when the batch stopped before it began.
@@ -432,13 +453,13 @@ NOT_BEGUN = object()
 
 
 async def _call_async(provider: Provider, message: OutboundMessage, account: ProviderAccount,
-                      stop: threading.Event) -> Accepted | Exception | object:
+                      stop: threading.Event) -> list[Accepted | Exception] | object:
     if stop.is_set():
         return NOT_BEGUN
     try:
-        return await provider.send_async(message, account)
+        return [await provider.send_async(message, account)]
     except Exception as error:  # classified on the task's thread
-        return error
+        return [error]
 
 
 _pool: ThreadPoolExecutor | None = None

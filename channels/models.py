@@ -246,6 +246,7 @@ class Adapter(models.TextChoices):
     CONSOLE = "console", "Console (records, marks delivered)"
     SMTP = "smtp", "SMTP (Django)"
     ANYMAIL = "anymail", "ESP via django-anymail"
+    POSTMARK = "postmark", "Postmark (batch API)"
     TWILIO = "twilio", "Twilio (SMS, WhatsApp, RCS)"
     FCM = "fcm", "Firebase Cloud Messaging"
     WEBPUSH = "webpush", "Web Push (VAPID)"

@@ -1,7 +1,10 @@
 """Scenario 3, delivery: N queued messages, half SMS and half email (made
 with COPY), delivered by a 2-process Celery worker through the real adapters
-(the twilio SDK; Django's SMTP backend) to local fake providers in their own
-processes: an HTTP server answering Twilio's Messages API and aiosmtpd. Ids
+to local fake providers in their own processes: the twilio SDK to an HTTP
+server answering Twilio's Messages API, and email through Postmark's batch
+API (postmarker, up to 500 messages a call) to a server answering
+/email/batch, or with BENCH_EMAIL_ADAPTER=smtp through Django's SMTP
+backend to aiosmtpd, one message a call. Ids
 are published the production way (channels.services.enqueue_delivery: one
 task per CHANNELS_DELIVERY_BATCH_SIZE ids).
 
@@ -12,8 +15,9 @@ second: the check that the limit held is made where the provider makes it.
 
 Before the runs, the adapters are measured alone (`adapters_alone`): the
 CPU per message of the twilio SDK (its requests client, and its aiohttp
-client as delivery uses it) and of Django's SMTP backend calling the fakes
-from one process, with no database and no Celery. It is the floor under
+client as delivery uses it), of Django's SMTP backend and of postmarker's
+batch call, calling the fakes from one process, with no database and no
+Celery. It is the floor under
 the workers' CPU per message.
 
 Target (issue 7): 3,000 messages/s with two workers; ratio to the Celery
@@ -49,7 +53,11 @@ SMS_RATE_LIMIT = int(os.environ.get("BENCH_SMS_RATE_LIMIT", "25"))
 THROUGHPUT_RATE_LIMIT = 100_000
 SMS_SENDER = "+14155550100"
 EMAIL_SENDER = "bench@example.com"
-TWILIO_ENV = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "bench-token-not-a-secret"}
+# Which adapter sends the email half: "postmark" (batch API) or "smtp".
+EMAIL_ADAPTER = os.environ.get("BENCH_EMAIL_ADAPTER", "postmark")
+EMAIL_ACCOUNTS = {"smtp": "bench smtp email", "postmark": "bench postmark email"}
+PROVIDER_ENV = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "bench-token-not-a-secret",
+                "POSTMARK_SERVER_TOKEN": "bench-token-not-a-secret"}
 DEADLINE_SECONDS = 1800
 ADAPTER_MESSAGES = 2_000  # per adapter, for the adapters-alone measurement
 
@@ -68,17 +76,20 @@ def stop_fake(process: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def setup(twilio_port: int, smtp_port: int) -> dict:
+def setup() -> dict:
+    """The bench's accounts (their ports are set when the fakes start) and contacts."""
     from channels.models import Adapter, ProviderAccount
 
+    if EMAIL_ADAPTER not in EMAIL_ACCOUNTS:
+        raise SystemExit(f"BENCH_EMAIL_ADAPTER must be one of {sorted(EMAIL_ACCOUNTS)}, not {EMAIL_ADAPTER!r}")
     ProviderAccount.objects.update(active=False)
     ProviderAccount.objects.update_or_create(name="bench twilio sms", defaults={
         "channel": "sms", "adapter": Adapter.TWILIO, "sender": SMS_SENDER, "active": True, "priority": 1,
-        "rate_limit_per_second": THROUGHPUT_RATE_LIMIT,
-        "options": {"base_url": f"http://127.0.0.1:{twilio_port}"}})
-    ProviderAccount.objects.update_or_create(name="bench smtp email", defaults={
-        "channel": "email", "adapter": Adapter.SMTP, "sender": EMAIL_SENDER, "active": True, "priority": 1,
-        "options": {"host": "127.0.0.1", "port": smtp_port}})
+        "rate_limit_per_second": THROUGHPUT_RATE_LIMIT})
+    for adapter, name in EMAIL_ACCOUNTS.items():
+        ProviderAccount.objects.update_or_create(name=name, defaults={
+            "channel": "email", "adapter": adapter, "sender": EMAIL_SENDER, "active": adapter == EMAIL_ADAPTER,
+            "priority": 1})
     # Mid-afternoon where the contacts live, whenever the bench runs: quiet hours
     # would otherwise defer the SMS half at night (UTC).
     first, last = fixtures.copy_contacts(CONTACTS, prefix=f"dlv{fixtures.unique_tag()}",
@@ -143,11 +154,11 @@ def one_run(state: dict, n: int, sms_limit: int = THROUGHPUT_RATE_LIMIT) -> dict
     from channels.services import enqueue_delivery
 
     twilio, twilio_port = start_fake("twilio")
-    smtp, smtp_port = start_fake("smtp")
+    email, email_port = start_fake(EMAIL_ADAPTER)
     try:
-        setup_accounts(twilio_port, smtp_port, sms_limit)
+        setup_accounts(twilio_port, {EMAIL_ADAPTER: email_port}, sms_limit)
         ids = load_messages(state, n)
-        worker = start_worker(concurrency=2, extra_env=TWILIO_ENV)
+        worker = start_worker(concurrency=2, extra_env=PROVIDER_ENV)
         try:
             with autovacuum_standin() as maintenance:
                 cpu_before = cpu_snapshot()
@@ -162,26 +173,28 @@ def one_run(state: dict, n: int, sms_limit: int = THROUGHPUT_RATE_LIMIT) -> dict
         finally:
             stop_worker(worker)
     finally:
-        seen_twilio, seen_smtp = stop_fake(twilio), stop_fake(smtp)
+        seen_twilio, seen_email = stop_fake(twilio), stop_fake(email)
     by_status = statuses()
     done = by_status.get("sms:sent", 0) + by_status.get("email:sent", 0)
     sms_seen = seen_twilio["senders"].get(SMS_SENDER, {})
     return {"delivered": done, "seconds": seconds, "published_s": published_s, "statuses": by_status,
             "sms_max_per_second_at_provider": sms_seen.get("max_per_second", 0),
             "sms_requests_at_provider": sms_seen.get("requests", 0),
-            "emails_at_provider": sum(v["requests"] for v in seen_smtp["senders"].values()),
-            "twilio_connections": seen_twilio["connections"], "smtp_sessions": seen_smtp["connections"],
+            "emails_at_provider": sum(v["requests"] for v in seen_email["senders"].values()),
+            "twilio_connections": seen_twilio["connections"], "email_connections": seen_email["connections"],
             "rate_limited_requeues": rate_limited_requeues(), "cpu": cpu_used(cpu_before, cpu_after, max(done, 1)),
             "autovacuum_standin": maintenance}
 
 
-def setup_accounts(twilio_port: int, smtp_port: int, sms_limit: int = THROUGHPUT_RATE_LIMIT) -> None:
+def setup_accounts(twilio_port: int, email_ports: dict[str, int], sms_limit: int = THROUGHPUT_RATE_LIMIT) -> None:
     from channels.models import ProviderAccount
 
     ProviderAccount.objects.filter(name="bench twilio sms").update(
         options={"base_url": f"http://127.0.0.1:{twilio_port}"}, rate_limit_per_second=sms_limit)
-    ProviderAccount.objects.filter(name="bench smtp email").update(
-        options={"host": "127.0.0.1", "port": smtp_port})
+    email_options = {"smtp": lambda port: {"host": "127.0.0.1", "port": port},
+                     "postmark": lambda port: {"api_url": f"http://127.0.0.1:{port}/"}}
+    for adapter, port in email_ports.items():
+        ProviderAccount.objects.filter(name=EMAIL_ACCOUNTS[adapter]).update(options=email_options[adapter](port))
 
 
 def query_counts(state: dict) -> dict:
@@ -209,43 +222,48 @@ def query_counts(state: dict) -> dict:
 def fakes_in_process() -> Iterator[None]:
     """The fakes running, the bench's accounts pointed at them and their
     secrets in this process's environment, for adapters called from here."""
-    os.environ.update(TWILIO_ENV)
-    twilio, twilio_port = start_fake("twilio")
-    smtp, smtp_port = start_fake("smtp")
+    os.environ.update(PROVIDER_ENV)
+    fakes = {kind: start_fake(kind) for kind in ("twilio", *EMAIL_ACCOUNTS)}
     try:
-        setup_accounts(twilio_port, smtp_port)
+        setup_accounts(fakes["twilio"][1], {adapter: fakes[adapter][1] for adapter in EMAIL_ACCOUNTS})
         yield
     finally:
-        stop_fake(twilio)
-        stop_fake(smtp)
+        for process, _port in fakes.values():
+            stop_fake(process)
 
 
 def adapters_alone(state: dict, n: int) -> dict:
     """CPU milliseconds per message of the provider adapters alone (the
-    twilio SDK over requests; Django's SMTP backend building and sending the
-    email) calling the fakes one after another from this process, for
-    queued messages read beforehand: no database, no Celery, no rate limit
-    on the clock. Delivery's workers cannot go below it."""
+    twilio SDK over requests and over aiohttp; Django's SMTP backend
+    building and sending the email; postmarker's batch call) calling the
+    fakes one call after another from this process, for queued messages
+    read beforehand: no database, no Celery, no rate limit on the clock.
+    Delivery's workers cannot go below it."""
     from channels.models import OutboundMessage, ProviderAccount
     from channels.providers.registry import provider_for
 
     per_message = {}
     with fakes_in_process():
         load_messages(state, 2 * (n + 1))
-        for channel, account_name in (("sms", "bench twilio sms"), ("email", "bench smtp email")):
+        for label, account_name in (("sms", "bench twilio sms"), ("email_smtp", EMAIL_ACCOUNTS["smtp"]),
+                                    ("email_postmark", EMAIL_ACCOUNTS["postmark"])):
             account = ProviderAccount.objects.get(name=account_name)
             provider = provider_for(account)
-            messages = list(OutboundMessage.objects.filter(channel=channel))
+            messages = list(OutboundMessage.objects.filter(channel=account.channel))
             provider.send(messages.pop(), account)  # the connection or session is opened outside the clock
+            per_call = provider.batch_size(account) if hasattr(provider, "send_batch") else 1
             started = time.process_time()
-            for message in messages:
-                provider.send(message, account)
-            per_message[channel] = round((time.process_time() - started) * 1000 / len(messages), 3)
+            for i in range(0, len(messages), per_call):
+                if per_call > 1:
+                    provider.send_batch(messages[i:i + per_call], account)
+                else:
+                    provider.send(messages[i], account)
+            per_message[label] = round((time.process_time() - started) * 1000 / len(messages), 3)
             if hasattr(provider, "send_async"):
-                per_message[f"{channel}_async"] = asyncio.run(_async_cpu_ms(provider, account, messages))
+                per_message[f"{label}_async"] = asyncio.run(_async_cpu_ms(provider, account, messages))
     return {"cpu_ms_per_message": per_message, "messages_each": n,
             "note": "one process, one call after another (async: CALLS_IN_FLIGHT at once on one event loop, as "
-                    "delivery makes them); the fakes' CPU is not counted"}
+                    "delivery makes them; postmark: its batch size a call); the fakes' CPU is not counted"}
 
 
 async def _async_cpu_ms(provider, account, messages: list) -> float:
@@ -262,7 +280,7 @@ def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict
     from django.conf import settings
 
     size = max(200, int((SIZE if full else DEFAULT_SIZE) * scale))
-    state = setup(0, 0)  # ports are set per run, when the fakes start
+    state = setup()
     queries = query_counts(state)
     adapters = adapters_alone(state, ADAPTER_MESSAGES)
     try:
@@ -279,7 +297,8 @@ def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict
     return {
         "scenario": "delivery",
         "size": size, "full_size": SIZE, "celery_processes": 2, "ids_per_task": settings.CHANNELS_DELIVERY_BATCH_SIZE,
-        "rate": round(rate), "unit": "messages/s handed to the provider (half SMS via twilio, half email via SMTP)",
+        "rate": round(rate),
+        "unit": f"messages/s handed to the provider (half SMS via twilio, half email via {EMAIL_ADAPTER})",
         "target": TARGET, "meets_target": complete and held and rate >= TARGET,
         "baseline": {"celery_noop_tasks_per_s": noop}, "ratio_to_celery_noop": round(rate / noop, 3) if noop else None,
         "complete": complete,
@@ -297,7 +316,8 @@ def run(*, runs: int, scale: float, baselines: dict, full: bool = False) -> dict
                   "sms_max_per_second_at_provider": r["sms_max_per_second_at_provider"],
                   "sms_requests_at_provider": r["sms_requests_at_provider"],
                   "emails_at_provider": r["emails_at_provider"], "rate_limited_requeues": r["rate_limited_requeues"],
-                  "twilio_connections": r["twilio_connections"], "smtp_sessions": r["smtp_sessions"], "cpu": r["cpu"],
+                  "twilio_connections": r["twilio_connections"], "email_connections": r["email_connections"],
+                  "cpu": r["cpu"],
                   "autovacuum_standin": r["autovacuum_standin"],
                   "statuses": r["statuses"]}
                  for rate_, r in zip(rates, results, strict=True)],

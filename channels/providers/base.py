@@ -1,6 +1,7 @@
 """The small interface every provider adapter implements, and its errors.
 
-An adapter turns one OutboundMessage into one provider call. It raises
+An adapter turns one OutboundMessage into one provider call (or, with a
+batch API, many into one call: see Provider below). It raises
 TransientError for what may succeed later (timeouts, 5xx, 429) and
 PermanentError for what never will (bad number, unsubscribed, dead token);
 `feedback` on a PermanentError tells delivery what to record about the
@@ -79,6 +80,13 @@ class Provider(Protocol):
     #     async def send_async(self, message, account) -> Accepted
     # raising the same errors: delivery then makes its calls on one event
     # loop per worker process instead of a thread each (channels/delivery.py).
+    #
+    # An adapter for a batch API may instead have
+    #     def batch_size(self, account) -> int
+    #     def send_batch(self, messages, account) -> list[Accepted | Exception]
+    # one call for up to batch_size messages, an answer for each in order
+    # (a failure of the whole call is every message's error); delivery then
+    # gives each call that many messages.
 
 
 def account_secret(account: ProviderAccount, name: str, *, default_prefix: str) -> str:

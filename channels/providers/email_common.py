@@ -1,9 +1,11 @@
-"""What the two email adapters share: building the Django EmailMessage from
-rendered content. Both then send through a Django email connection."""
+"""What the email adapters share: the parts of an email from rendered
+content, and the Django EmailMessage that the SMTP and anymail adapters
+send through a Django email connection."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from email.utils import formataddr
 
 from django.core.mail import EmailMultiAlternatives
@@ -12,26 +14,52 @@ from django.utils.html import escape
 from channels.models import OutboundMessage, ProviderAccount
 
 
-def build_email(message: OutboundMessage, account: ProviderAccount, connection) -> EmailMultiAlternatives:
+@dataclass(frozen=True)
+class EmailParts:
+    """A rendered email message as every email adapter sends it."""
+
+    from_email: str
+    to: str
+    subject: str
+    text: str
+    html: str  # with its preheader; "" for a text-only message
+    reply_to: str
+    message_id: str
+
+
+def email_parts(message: OutboundMessage, account: ProviderAccount) -> EmailParts:
     content = message.content
     profile = content.get("sender_profile") or {}
     from_email = profile.get("from_email") or account.sender
     if profile.get("from_name"):
         from_email = formataddr((profile["from_name"], from_email))
     domain = (profile.get("from_email") or account.sender).rpartition("@")[2] or "localhost"
-    email = EmailMultiAlternatives(
-        subject=content.get("subject", ""),
-        body=content.get("text", ""),
+    return EmailParts(
         from_email=from_email,
-        to=[message.address],
-        reply_to=[profile["reply_to"]] if profile.get("reply_to") else None,
+        to=message.address,
+        subject=content.get("subject", ""),
+        text=content.get("text", ""),
+        html=with_preheader(content["html"], content.get("preheader", "")) if content.get("html") else "",
+        reply_to=profile.get("reply_to") or "",
         # A Message-ID derived from our row: a resend after a crash carries
         # the same id, which receiving systems use to drop duplicates.
-        headers={"Message-ID": message_id_for(message, domain)},
+        message_id=message_id_for(message, domain),
+    )
+
+
+def build_email(message: OutboundMessage, account: ProviderAccount, connection) -> EmailMultiAlternatives:
+    parts = email_parts(message, account)
+    email = EmailMultiAlternatives(
+        subject=parts.subject,
+        body=parts.text,
+        from_email=parts.from_email,
+        to=[parts.to],
+        reply_to=[parts.reply_to] if parts.reply_to else None,
+        headers={"Message-ID": parts.message_id},
         connection=connection,
     )
-    if content.get("html"):
-        email.attach_alternative(with_preheader(content["html"], content.get("preheader", "")), "text/html")
+    if parts.html:
+        email.attach_alternative(parts.html, "text/html")
     return email
 
 

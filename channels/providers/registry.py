@@ -12,6 +12,7 @@ _ADAPTERS: dict[str, str] = {
     Adapter.CONSOLE: "channels.providers.console:ConsoleProvider",
     Adapter.SMTP: "channels.providers.smtp:SmtpProvider",
     Adapter.ANYMAIL: "channels.providers.anymail_esp:AnymailProvider",
+    Adapter.POSTMARK: "channels.providers.postmark:PostmarkProvider",
     Adapter.TWILIO: "channels.providers.twilio_messaging:TwilioProvider",
     Adapter.FCM: "channels.providers.fcm:FcmProvider",
     Adapter.WEBPUSH: "channels.providers.webpush:WebPushProvider",

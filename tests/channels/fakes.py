@@ -1,6 +1,6 @@
 """Local fakes at the network edge, driven through the real SDKs: an HTTP
-server speaking enough of Twilio's REST API, FCM's v1 send endpoint and a Web
-Push service; and an aiosmtpd SMTP server."""
+server speaking enough of Twilio's REST API, Postmark's batch API, FCM's v1
+send endpoint and a Web Push service; and an aiosmtpd SMTP server."""
 
 from __future__ import annotations
 
@@ -141,6 +141,34 @@ class KeyedTwilio(FakeTwilio):
         for event in self.held.values():
             event.set()
         super().stop()
+
+
+@dataclass
+class FakePostmark(FakeHttpService):
+    """Postmark's /email/batch: a result per message, ErrorCode 0 with a new
+    MessageID unless `refuse` names the recipient (To -> (ErrorCode,
+    Message)); `script` answers whole calls (status, body) first."""
+
+    refuse: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def default(self, path: str) -> tuple[int, dict]:
+        raise AssertionError("answer() handles every path")
+
+    def answer(self, path: str, body: bytes) -> tuple[int, list | dict]:
+        if self.script:
+            return self.script.popleft()
+        results = []
+        for email in json.loads(body):
+            code, text = self.refuse.get(email["To"], (0, "OK"))
+            result = {"ErrorCode": code, "Message": text, "To": email["To"]}
+            if code == 0:
+                result.update(MessageID=str(uuid.uuid4()), SubmittedAt="2026-11-26T12:00:00Z")
+            results.append(result)
+        return 200, results
+
+    @staticmethod
+    def error(status: int, code: int, message: str) -> tuple[int, dict]:
+        return status, {"ErrorCode": code, "Message": message}
 
 
 class FakeFcm(FakeHttpService):
