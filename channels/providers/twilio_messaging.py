@@ -51,8 +51,11 @@ PERMANENT_CODES = {
     63016: "outside the WhatsApp 24-hour window: use an approved template",
 }
 
-# The SDK logs every request at INFO, URLs with phone numbers included.
-logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+# The SDK logs every request and answer at INFO, from both of its HTTP
+# clients: eight lines per message in a worker's log (and the URL, which
+# for a lookup names a phone number).
+for _name in ("twilio.http_client", "twilio.async_http_client"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 # One client per thread and account: the SDK's HTTP client keeps a requests
 # Session (connections kept alive between messages and batches), but it hands

@@ -6,6 +6,7 @@ reached is retried, not left ambiguous."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -48,6 +49,14 @@ def test_each_message_of_a_wave_records_the_answer_to_its_own_request(twilio_env
     for message in messages:
         message.refresh_from_db()
         assert (message.status, message.provider_message_id) == (MessageStatus.SENT, f"SM{message.pk:032d}")
+
+
+def test_neither_of_the_sdks_clients_logs_each_request(twilio_env, keyed_twilio, sms_template, caplog):
+    sms_account(keyed_twilio.url)
+    messages = [queue(sms_template, f"quiet-{i}") for i in range(3)]  # the first alone, then on the loop
+    with caplog.at_level(logging.INFO):
+        assert deliver_batch(message_ids=[m.pk for m in messages]).sent == 3
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("twilio")] == []
 
 
 def test_the_accounts_timeout_ends_a_call_whose_answer_does_not_come(twilio_env, keyed_twilio, sms_template):
