@@ -1,9 +1,14 @@
 """Channels fixtures: a contact reachable everywhere, approved templates per
-channel, console accounts, and a real Celery worker configuration."""
+channel, console accounts, a real Celery worker configuration, and the
+soft time limit raised at a chosen moment."""
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 
 from consent.models import Channel
 from tests.channels import factories
@@ -106,3 +111,32 @@ def twilio_accounts(db, twilio_env, fake_twilio):
         for channel, sender in ((Channel.SMS, "+14155550000"), (Channel.WHATSAPP, "whatsapp:+14155550000"),
                                 (Channel.RCS, "MG" + "1" * 32))
     }
+
+
+@pytest.fixture
+def soft_time_limit_when():
+    """Raise SoftTimeLimitExceeded on the test's thread, as Celery's pool does
+    at a task's soft time limit (SIGUSR1), as soon as `ready` holds."""
+    from tests.channels.test_delivery_worker import wait_for
+
+    def out_of_time(signum, frame):
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGUSR1, out_of_time)
+    target = threading.main_thread().ident
+    helpers = []
+
+    def arm(ready, then=lambda: None) -> None:
+        def fire():
+            wait_for(ready, message="the moment to stop")
+            signal.pthread_kill(target, signal.SIGUSR1)
+            then()
+
+        helper = threading.Thread(target=fire, daemon=True)
+        helpers.append(helper)
+        helper.start()
+
+    yield arm
+    for helper in helpers:
+        helper.join(30)
+    signal.signal(signal.SIGUSR1, previous)

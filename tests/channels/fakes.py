@@ -147,18 +147,26 @@ class KeyedTwilio(FakeTwilio):
 class FakePostmark(FakeHttpService):
     """Postmark's /email/batch: a result per message, ErrorCode 0 with a new
     MessageID unless `refuse` names the recipient (To -> (ErrorCode,
-    Message)); `script` answers whole calls (status, body) first."""
+    Message)); `script` answers whole calls (status, body) first; a call
+    with a recipient in `held` is answered once its event is set."""
 
     refuse: dict[str, tuple[int, str]] = field(default_factory=dict)
+    held: dict[str, threading.Event] = field(default_factory=dict)  # a call to a held recipient waits
+    received: Counter = field(default_factory=Counter)
 
     def default(self, path: str) -> tuple[int, dict]:
         raise AssertionError("answer() handles every path")
 
     def answer(self, path: str, body: bytes) -> tuple[int, list | dict]:
+        emails = json.loads(body)
+        self.received.update(email["To"] for email in emails)
+        for email in emails:
+            if email["To"] in self.held:
+                self.held[email["To"]].wait(30)
         if self.script:
             return self.script.popleft()
         results = []
-        for email in json.loads(body):
+        for email in emails:
             code, text = self.refuse.get(email["To"], (0, "OK"))
             result = {"ErrorCode": code, "Message": text, "To": email["To"]}
             if code == 0:

@@ -113,34 +113,6 @@ def test_a_worker_killed_mid_batch_keeps_the_waves_already_answered(settings, te
     assert sum(keyed_twilio.received[m.address] for m in answered) == 3
 
 
-@pytest.fixture
-def soft_time_limit_when():
-    """Raise SoftTimeLimitExceeded on the test's thread, as Celery's pool does
-    at a task's soft time limit (SIGUSR1), as soon as `ready` holds."""
-
-    def out_of_time(signum, frame):
-        raise SoftTimeLimitExceeded()
-
-    previous = signal.signal(signal.SIGUSR1, out_of_time)
-    target = threading.main_thread().ident
-    helpers = []
-
-    def arm(ready, then=lambda: None) -> None:
-        def fire():
-            wait_for(ready, message="the moment to stop")
-            signal.pthread_kill(target, signal.SIGUSR1)
-            then()
-
-        helper = threading.Thread(target=fire, daemon=True)
-        helpers.append(helper)
-        helper.start()
-
-    yield arm
-    for helper in helpers:
-        helper.join(30)
-    signal.signal(signal.SIGUSR1, previous)
-
-
 def stopped_in_the_second_wave(templates, fake, soft_time_limit_when):
     """Waves [0], [1..4], [5..8]: time runs out while the second wave's calls
     are at the provider; their answers come 0.3 s later."""

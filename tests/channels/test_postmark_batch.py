@@ -11,6 +11,7 @@ import json
 import threading
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -152,6 +153,26 @@ def test_postmarks_delivery_webhook_finds_the_message_by_its_metadata(postmark, 
     assert response.status_code == 200
     message.refresh_from_db()
     assert message.status == MessageStatus.DELIVERED
+
+
+@pytest.mark.postgres
+def test_a_soft_time_limit_waits_for_the_batch_calls_under_way_and_puts_back_the_rest(
+    postmark, soft_time_limit_when
+):
+    """Calls of 2, two in flight: [0, 1] alone, then [2, 3] and [4, 5], then
+    [6, 7] and [8]. Time runs out while the second wave is at Postmark."""
+    postmark_account(postmark, batch_size=2, calls_in_flight=2)
+    messages = queued_emails(9, tag="soft")
+    release = threading.Event()
+    postmark.held = {m.address: release for m in messages[2:6]}
+    soft_time_limit_when(lambda: all(postmark.received[m.address] for m in messages[2:6]),
+                         then=lambda: threading.Timer(0.3, release.set).start())
+    with pytest.raises(SoftTimeLimitExceeded):
+        deliver_batch(message_ids=[m.pk for m in messages])
+    by_pk = {m.pk: m for m in OutboundMessage.objects.filter(pk__in=[m.pk for m in messages])}
+    assert [(by_pk[m.pk].status, by_pk[m.pk].attempts) for m in messages[:6]] == [(MessageStatus.SENT, 1)] * 6
+    assert [(by_pk[m.pk].status, by_pk[m.pk].attempts) for m in messages[6:]] == [(MessageStatus.QUEUED, 0)] * 3
+    assert sum(postmark.received[m.address] for m in messages[6:]) == 0
 
 
 ANSWERS = st.sampled_from([None, INACTIVE, INVALID_TO])
