@@ -3,6 +3,7 @@ intents, every delivery report, inbound replies, and provider accounts."""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -252,6 +253,17 @@ class Adapter(models.TextChoices):
     WEBPUSH = "webpush", "Web Push (VAPID)"
 
 
+# The channels each adapter can send; the console adapter records any.
+ADAPTER_CHANNELS = {
+    Adapter.SMTP: {Channel.EMAIL},
+    Adapter.ANYMAIL: {Channel.EMAIL},
+    Adapter.POSTMARK: {Channel.EMAIL},
+    Adapter.TWILIO: {Channel.SMS, Channel.WHATSAPP, Channel.RCS},
+    Adapter.FCM: {Channel.PUSH},
+    Adapter.WEBPUSH: {Channel.PUSH},
+}
+
+
 class ProviderAccount(models.Model):
     """Which adapter serves a channel, with which sender. Secrets are never
     stored here: they come from environment variables named by `env_prefix`
@@ -280,3 +292,10 @@ class ProviderAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_adapter_display()} for {self.channel})"
+
+    def clean(self) -> None:
+        channels = ADAPTER_CHANNELS.get(self.adapter)
+        if channels is not None and self.channel and self.channel not in channels:
+            served = ", ".join(sorted(Channel(c).label for c in channels))
+            raise ValidationError({"adapter": f"{self.get_adapter_display()} cannot send {Channel(self.channel).label} "
+                                              f"(it sends {served})."})

@@ -163,6 +163,16 @@ def test_provider_accounts_are_managed_by_operators_only(client, operator, marke
     assert ProviderAccount.objects.get().sender == "+14155550000"
 
 
+def test_an_account_whose_adapter_cannot_send_its_channel_is_a_form_error(client, operator):
+    form = {"name": "Postmark for SMS", "channel": "sms", "adapter": "postmark", "sender": "a@example.com",
+            "env_prefix": "", "options": "{}", "rate_limit_per_second": 0, "priority": 1, "active": "on"}
+    response = logged_in(client, operator).post(reverse("admin:channels_provideraccount_add"), form)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["adapter"] == [
+        "Postmark (batch API) cannot send SMS (it sends Email)."]
+    assert not ProviderAccount.objects.exists()
+
+
 def test_the_test_send_page_offers_only_seed_addresses_and_visible_versions(client, marketer, seed_address):
     factories.channel_template(Channel.SMS)
     page = logged_in(client, marketer).get(TEST_SEND)
