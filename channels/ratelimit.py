@@ -10,7 +10,7 @@ full budgets through around an edge). The clock is Redis's own (TIME), so
 workers on machines with skewed clocks still share one window.
 
 Sends the budget held wait in one line per sender (`hold_line`), also in
-Redis: each batch's held sends are given the next free seconds after those
+Redis: each batch's held sends are given the next free places after those
 already waiting, at the sender's rate, so they come back as the budget
 frees up rather than all at once to be held again."""
 
@@ -62,15 +62,28 @@ return granted
 """
 
 
-# KEYS[1] when the sender's line of held sends ends, in microseconds. ARGV: the
+# KEYS[1] the sender's line of held sends: its last second's time, in
+# microseconds, and how many sends that second holds ("time:count"). ARGV: the
 # limit, how many join it, the time ("" for Redis's clock), the shortest wait,
-# the line's second. Returns the wait of the first of them, in microseconds.
+# the line's second. The joining sends fill the last second's room, then
+# whole seconds of the limit's worth each. Returns the wait of the first of
+# them, in microseconds, and how many sends its second held before them.
 _JOIN_LINE = _NOW.format(index=3) + """
-local first = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now + tonumber(ARGV[4]))
--- Whole seconds of the line: the held sends go back in groups of a second's worth.
-local ends = first + math.ceil(tonumber(ARGV[2]) / tonumber(ARGV[1])) * tonumber(ARGV[5])
-redis.call('SET', KEYS[1], string.format('%.0f', ends), 'PX', math.ceil((ends - now) / 1000) + 1000)
-return string.format('%.0f', first - now)
+local limit, count, line_second = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
+local earliest = now + tonumber(ARGV[4])
+local slot, held = 0, 0
+local line = redis.call('GET', KEYS[1])
+if line then
+    local colon = string.find(line, ':', 1, true)
+    slot, held = tonumber(string.sub(line, 1, colon - 1)), tonumber(string.sub(line, colon + 1))
+end
+if slot < earliest or held >= limit then
+    slot, held = math.max(slot + line_second, earliest), 0
+end
+local last = slot + math.floor((held + count - 1) / limit) * line_second
+local last_held = held + count - math.floor((held + count - 1) / limit) * limit
+redis.call('SET', KEYS[1], string.format('%.0f:%d', last, last_held), 'PX', math.ceil((last - now) / 1000) + 1000)
+return {string.format('%.0f', slot - now), held}
 """
 
 
@@ -122,19 +135,22 @@ def try_acquire(account: ProviderAccount, *, at: float | None = None) -> bool:
 def hold_line(account: ProviderAccount, count: int, *, shortest_wait: float, at: float | None = None) -> list[float]:
     """`count` sends the budget held join the sender's line, after every send
     already waiting: returns, for each of them in order, in how many seconds
-    it may try again (the first at least `shortest_wait`, then
-    `rate_limit_per_second` of them every LINE_SECOND)."""
+    it may try again (the first at least `shortest_wait`). The line is cut in
+    seconds of `rate_limit_per_second` sends, LINE_SECOND apart: the held
+    sends first fill what room the line's last second has left (batches
+    holding fewer than the limit share a second), then take whole seconds."""
     if count <= 0 or not account.rate_limit_per_second or not settings.REDIS_URL:
         return [shortest_wait] * count
     now = "" if at is None else str(round(at * 1_000_000))
+    limit = account.rate_limit_per_second
     try:
-        first = int(_line_script(settings.REDIS_URL)(
+        first, held = _line_script(settings.REDIS_URL)(
             keys=[f"channels:rate-line:{account.pk}"],
-            args=[account.rate_limit_per_second, count, now, round(shortest_wait * 1_000_000),
-                  round(LINE_SECOND * 1_000_000)],
-        )) / 1_000_000
+            args=[limit, count, now, round(shortest_wait * 1_000_000), round(LINE_SECOND * 1_000_000)],
+        )
     except redis.RedisError as error:
         logger.warning("rate limit line of %s unknown, retrying its held sends soon: Redis error %s", account.name,
                        error)
         return [shortest_wait] * count
-    return [first + (i // account.rate_limit_per_second) * LINE_SECOND for i in range(count)]
+    first_wait = int(first) / 1_000_000
+    return [first_wait + ((int(held) + i) // limit) * LINE_SECOND for i in range(count)]

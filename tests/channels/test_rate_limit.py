@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections import Counter
 
 import pytest
+from django.conf import settings as django_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from channels import ratelimit, services
 from channels.delivery import deliver_batch
@@ -42,11 +47,38 @@ def test_held_sends_of_several_batches_wait_in_one_line_at_the_senders_rate(db):
     # Another worker's batch, a moment later: after the 50 (two of the line's seconds at 25/s).
     assert ratelimit.hold_line(account, 10, shortest_wait=1.0, at=at + 0.5) == pytest.approx(
         [0.5 + 2 * ratelimit.LINE_SECOND] * 10)
-    # Then after the 10, which take a whole second of the line: they go back in a second's group.
+    # The 10 left room for 15 in their second: the next 5 share it.
     assert ratelimit.hold_line(account, 5, shortest_wait=1.0, at=at + 0.5) == pytest.approx(
-        [0.5 + 3 * ratelimit.LINE_SECOND] * 5)
+        [0.5 + 2 * ratelimit.LINE_SECOND] * 5)
+    # 12 more: 10 fill that second, 2 start the next.
+    assert ratelimit.hold_line(account, 12, shortest_wait=1.0, at=at + 0.5) == pytest.approx(
+        [0.5 + 2 * ratelimit.LINE_SECOND] * 10 + [0.5 + 3 * ratelimit.LINE_SECOND] * 2)
     # Once the line has gone by, a held send waits the shortest time again.
     assert ratelimit.hold_line(account, 1, shortest_wait=1.0, at=at + 10) == [1.0]
+
+
+_lines = itertools.count()
+
+
+@pytest.mark.usefixtures("forgotten_lines")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(limit=st.integers(1, 600), joins=st.lists(st.integers(1, 700), min_size=1, max_size=12))
+def test_batches_joining_the_line_fill_each_second_to_the_limit_and_never_past_it(db, limit, joins):
+    """However many batches hold however many sends, at the same moment: the
+    line's seconds are LINE_SECOND apart, none holds more than the limit,
+    every second but the last holds exactly the limit (no room wasted), and
+    a batch's sends come after those of the batches before it."""
+    account = factories.account(Channel.SMS, Adapter.CONSOLE, rate_limit_per_second=limit, name=f"line {next(_lines)}")
+    ratelimit._client(django_settings.REDIS_URL).delete(f"channels:rate-line:{account.pk}")
+    at = time.time() + 5000
+    waits = [w for count in joins for w in ratelimit.hold_line(account, count, shortest_wait=1.0, at=at)]
+    places = [round((w - 1.0) / ratelimit.LINE_SECOND) for w in waits]  # which of the line's seconds
+    assert waits == pytest.approx([1.0 + k * ratelimit.LINE_SECOND for k in places])
+    assert places == sorted(places)
+    seconds = Counter(places)
+    assert sorted(seconds) == list(range(len(seconds)))
+    assert max(seconds.values()) <= limit
+    assert all(seconds[k] == limit for k in range(len(seconds) - 1))
 
 
 def test_no_limit_means_no_redis_round_trip(db):
