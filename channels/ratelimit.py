@@ -73,9 +73,12 @@ local limit, count, line_second = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber
 local earliest = now + tonumber(ARGV[4])
 local slot, held = 0, 0
 local line = redis.call('GET', KEYS[1])
-if line then
-    local colon = string.find(line, ':', 1, true)
+local colon = line and string.find(line, ':', 1, true)
+if colon then
     slot, held = tonumber(string.sub(line, 1, colon - 1)), tonumber(string.sub(line, colon + 1))
+elseif line then
+    -- Written by the version before: when the line ends, full up to there.
+    slot, held = tonumber(line) - line_second, limit
 end
 if slot < earliest or held >= limit then
     slot, held = math.max(slot + line_second, earliest), 0

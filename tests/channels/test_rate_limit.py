@@ -81,6 +81,15 @@ def test_batches_joining_the_line_fill_each_second_to_the_limit_and_never_past_i
     assert all(seconds[k] == limit for k in range(len(seconds) - 1))
 
 
+@pytest.mark.usefixtures("forgotten_lines")
+def test_a_line_written_by_the_previous_version_is_read_as_full_up_to_its_end(db, settings):
+    """Before an upgrade the key held only when the line ends."""
+    account = factories.account(Channel.SMS, Adapter.CONSOLE, rate_limit_per_second=25)
+    at = time.time() + 3000
+    ratelimit._client(settings.REDIS_URL).set(f"channels:rate-line:{account.pk}", str(round((at + 4.0) * 1_000_000)))
+    assert ratelimit.hold_line(account, 30, shortest_wait=1.0, at=at) == pytest.approx([4.0] * 25 + [4.0 + 1.05] * 5)
+
+
 def test_no_limit_means_no_redis_round_trip(db):
     account = factories.account(Channel.SMS, Adapter.CONSOLE, rate_limit_per_second=0)
     assert all(ratelimit.try_acquire(account, at=1.0) for _ in range(100))
