@@ -73,8 +73,8 @@ def serve_postmark(port: int) -> None:
     async def send_batch(request: web.Request) -> web.Response:
         emails = await request.json()
         submitted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        for sender in {email["From"] for email in emails}:
-            _note(sender, sum(1 for email in emails if email["From"] == sender))
+        for sender, count in Counter(email["From"] for email in emails).items():
+            _note(sender, count)
         return web.json_response([{"ErrorCode": 0, "Message": "OK", "MessageID": str(uuid.uuid4()),
                                    "SubmittedAt": submitted, "To": email["To"]} for email in emails])
 

@@ -235,17 +235,20 @@ class _Batch:
     unstarted: dict[int, OutboundMessage] = field(default_factory=dict)
     answered: list[_Outcome] = field(default_factory=list)
 
-    def started(self, message: OutboundMessage) -> None:
-        self.unstarted.pop(message.pk, None)
+    def started(self, messages: list[OutboundMessage]) -> None:
+        for message in messages:
+            self.unstarted.pop(message.pk, None)
+
+    def not_begun(self, messages: list[OutboundMessage]) -> None:
+        self.unstarted.update((message.pk, message) for message in messages)
 
     def out_of_time(self) -> bool:
         return self.waves > 0 and time.monotonic() >= self.deadline
 
     def answer(self, messages: list[OutboundMessage], account: ProviderAccount | None,
                answer: Accepted | Exception | None) -> None:
-        for message in messages:
-            self.started(message)
-            self.answered.append(_Outcome(message, account, answer))
+        self.started(messages)
+        self.answered += [_Outcome(message, account, answer) for message in messages]
 
     def record(self) -> None:
         """Record the answers so far. Each part leaves `answered` once it is
@@ -362,8 +365,7 @@ def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount,
     on_loop = hasattr(provider, "send_async")
     if len(calls) <= 1 and not on_loop:
         for messages in calls:
-            for message in messages:
-                batch.started(message)
+            batch.started(messages)
             _note_answers(batch, account, messages, _call(provider, messages, account))
         return
     futures: dict[Future, list[OutboundMessage]] = {}
@@ -372,8 +374,7 @@ def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount,
         for messages in calls:
             # Counted as started before it is handed over: a message whose
             # call may have begun is never put back as unsent.
-            for message in messages:
-                batch.started(message)
+            batch.started(messages)
             try:
                 if on_loop:
                     future = asyncio.run_coroutine_threadsafe(_call_async(provider, messages[0], account, stop),
@@ -381,7 +382,7 @@ def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount,
                 else:
                     future = _executor().submit(_call, provider, messages, account)
             except RuntimeError:  # the pool or the loop is shutting down: this call never began
-                batch.unstarted.update((m.pk, m) for m in messages)
+                batch.not_begun(messages)
                 raise
             futures[future] = messages
         wait(futures)
@@ -397,7 +398,7 @@ def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount,
         under_way = []
         for future, messages in futures.items():
             if not on_loop and future.cancel():
-                batch.unstarted.update((m.pk, m) for m in messages)
+                batch.not_begun(messages)
             else:
                 under_way.append(future)
         if not all(future.done() for future in under_way):
@@ -406,7 +407,7 @@ def _call_wave(batch: _Batch, provider: Provider, account: ProviderAccount,
             if future.done():
                 answers = future.result()
                 if answers is NOT_BEGUN:
-                    batch.unstarted.update((m.pk, m) for m in futures[future])
+                    batch.not_begun(futures[future])
                 else:
                     _note_answers(batch, account, futures[future], answers)
 

@@ -154,9 +154,6 @@ class FakePostmark(FakeHttpService):
     held: dict[str, threading.Event] = field(default_factory=dict)  # a call to a held recipient waits
     received: Counter = field(default_factory=Counter)
 
-    def default(self, path: str) -> tuple[int, dict]:
-        raise AssertionError("answer() handles every path")
-
     def answer(self, path: str, body: bytes) -> tuple[int, list | dict]:
         emails = json.loads(body)
         self.received.update(email["To"] for email in emails)
