@@ -118,23 +118,32 @@ class FakeTwilio(FakeHttpService):
 class KeyedTwilio(FakeTwilio):
     """Twilio's Messages API answering each request by its To number: a
     scripted answer from `answers`, late (after `slow_seconds`) for a number
-    in `slow`, and only once its event is set for a number in `held`."""
+    in `slow`, and only once its event is set for a number in `held`;
+    `most_at_once` is the most requests it held at one time."""
 
     answers: dict[str, tuple[int, dict]] = field(default_factory=dict)
     slow: set[str] = field(default_factory=set)
     slow_seconds: float = 1.0
     held: dict[str, threading.Event] = field(default_factory=dict)
     received: Counter = field(default_factory=Counter)
+    at_once: int = 0
+    most_at_once: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, path: str, body: bytes) -> tuple[int, dict]:
         to = parse_qs(body.decode()).get("To", [""])[0]
         with self._lock:
             self.received[to] += 1
-        if to in self.held:
-            self.held[to].wait(30)
-        if to in self.slow:
-            time.sleep(self.slow_seconds)  # the answer comes after the client gave up
+            self.at_once += 1
+            self.most_at_once = max(self.most_at_once, self.at_once)
+        try:
+            if to in self.held:
+                self.held[to].wait(30)
+            if to in self.slow:
+                time.sleep(self.slow_seconds)  # the answer comes after the client gave up
+        finally:
+            with self._lock:
+                self.at_once -= 1
         return self.answers.get(to) or self.default(path)
 
     def stop(self) -> None:

@@ -51,6 +51,16 @@ def test_each_message_of_a_wave_records_the_answer_to_its_own_request(twilio_env
         assert (message.status, message.provider_message_id) == (MessageStatus.SENT, f"SM{message.pk:032d}")
 
 
+def test_a_wave_on_the_loop_keeps_the_accounts_calls_in_flight(twilio_env, keyed_twilio, sms_template):
+    # Waves of 1 and 12 (ROUNDS_PER_WAVE rounds of 3): never more than 3 at the provider at once.
+    sms_account(keyed_twilio.url, calls_in_flight=3)
+    messages = [queue(sms_template, f"turns-{i}") for i in range(13)]
+    keyed_twilio.slow, keyed_twilio.slow_seconds = {m.address for m in messages}, 0.2
+    report = deliver_batch(message_ids=[m.pk for m in messages])
+    assert report.sent == 13
+    assert keyed_twilio.most_at_once == 3
+
+
 def test_neither_of_the_sdks_clients_logs_each_request(twilio_env, keyed_twilio, sms_template, caplog):
     sms_account(keyed_twilio.url)
     messages = [queue(sms_template, f"quiet-{i}") for i in range(3)]  # the first alone, then on the loop
