@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from channels import services
-from channels.delivery import CALLS_IN_FLIGHT, ROUNDS_PER_WAVE, deliver_batch
+from channels.delivery import CALLS_IN_FLIGHT, WAVES_PER_RECORD, deliver_batch
 from channels.models import Adapter, MessageStatus, OutboundMessage, ProviderAccount
 from consent.models import Channel
 from tests.channels import factories
@@ -29,10 +29,9 @@ def queue(template, key: str) -> OutboundMessage:
     return result.messages[0]
 
 
-# Each wave's answers are recorded as it ends: the accepted UPDATE and the
-# events INSERT, and here (the test runs in a transaction) the savepoint
-# around them and its release.
-QUERIES_PER_WAVE = 4
+# Each record of the answers: the accepted UPDATE and the events INSERT, and
+# here (the test runs in a transaction) the savepoint around them and its release.
+QUERIES_PER_RECORD = 4
 
 
 @pytest.fixture
@@ -67,15 +66,15 @@ def test_a_batch_costs_the_same_queries_for_four_or_forty_messages_in_as_many_wa
 
 
 @pytest.mark.django_db
-def test_each_further_wave_of_calls_adds_the_same_few_queries(sms_and_email):
-    # Per account, waves of the first call alone, then 8 calls: SMTP's 8 at
-    # once, Twilio's (on the event loop) ROUNDS_PER_WAVE rounds of 2 at once.
-    # 2 messages go in 2 waves, 11 in 3, 20 in 4.
-    for account in ProviderAccount.objects.filter(adapter=Adapter.TWILIO):
-        account.options = {**account.options, "calls_in_flight": CALLS_IN_FLIGHT // ROUNDS_PER_WAVE}
+def test_the_answers_are_recorded_every_few_waves_each_time_with_the_same_few_queries(sms_and_email):
+    # One call at a time, so a wave is one message. Per account, 2 messages
+    # are recorded once (at the end), 2 + WAVES_PER_RECORD twice (after
+    # WAVES_PER_RECORD waves, then at the end), 2 + 2 * WAVES_PER_RECORD three times.
+    for account in ProviderAccount.objects.all():
+        account.options = {**account.options, "calls_in_flight": 1}
         account.save()
-    q4, q22, q40 = (queries_for(sms_and_email, n) for n in (4, 22, 40))
-    assert q22 - q4 == q40 - q22 == 2 * QUERIES_PER_WAVE
+    once, twice, three_times = (queries_for(sms_and_email, 2 * (2 + k * WAVES_PER_RECORD)) for k in (0, 1, 2))
+    assert twice - once == three_times - twice == 2 * QUERIES_PER_RECORD
 
 
 class SessionCountingHandler(RecordingHandler):

@@ -90,10 +90,10 @@ def arrived(fake: KeyedTwilio, messages: list[OutboundMessage]) -> bool:
 def test_a_worker_killed_mid_batch_keeps_the_waves_already_answered(settings, templates, twilio_env, keyed_twilio):
     settings.CHANNELS_STUCK_AFTER_SECONDS = 600
     sms_account(keyed_twilio)
-    # Waves of [0], [1..8] and [9..12], on the loop two calls at a time: [9, 10] are held at the provider,
-    # [11, 12] wait their turn.
-    messages = [queue(templates, Channel.SMS) for _ in range(13)]
-    answered, under_way, never_called = messages[:9], messages[9:11], messages[11:]
+    # Waves of [0], [1, 2], [3, 4], [5, 6] (their answers recorded after the
+    # fourth, WAVES_PER_RECORD), [7, 8] held at the provider, [9, 10] never called.
+    messages = [queue(templates, Channel.SMS) for _ in range(11)]
+    answered, under_way, never_called = messages[:7], messages[7:9], messages[9:]
     release = hold(keyed_twilio, under_way)
     from config.celery import app
 
@@ -101,8 +101,8 @@ def test_a_worker_killed_mid_batch_keeps_the_waves_already_answered(settings, te
     worker = _worker_process(f"stopped-{uuid.uuid4().hex[:6]}")
     try:
         deliver_messages.delay([m.pk for m in messages])
-        wait_for(lambda: arrived(keyed_twilio, under_way), timeout=30, message="the third wave at the provider")
-        assert [state(m) for m in answered] == [(MessageStatus.SENT, 1)] * 9
+        wait_for(lambda: arrived(keyed_twilio, under_way), timeout=30, message="the fifth wave at the provider")
+        assert [state(m) for m in answered] == [(MessageStatus.SENT, 1)] * 7
         os.kill(wait_for(lambda: _children(worker.pid), message="the pool process")[0], signal.SIGKILL)
     finally:
         release.set()
@@ -111,14 +111,13 @@ def test_a_worker_killed_mid_batch_keeps_the_waves_already_answered(settings, te
     assert [state(m) for m in under_way + never_called] == [(MessageStatus.SENDING, 1)] * 4
     # The sweeper sends again only what had no recorded answer.
     assert messages_sweep_stuck(now=timezone.now() + LATER) == 4
-    assert [state(m)[0] for m in answered] == [MessageStatus.SENT] * 9
-    assert sum(keyed_twilio.received[m.address] for m in answered) == 9
+    assert [state(m)[0] for m in answered] == [MessageStatus.SENT] * 7
+    assert sum(keyed_twilio.received[m.address] for m in answered) == 7
 
 
 def stopped_in_the_second_wave(templates, fake, soft_time_limit_when):
-    """Waves [0] and [1..8], four calls at a time: time runs out while
-    [1..4] are at the provider (their answers come 0.3 s later) and [5..8]
-    wait their turn."""
+    """Waves [0], [1..4], [5..8]: time runs out while the second wave's calls
+    are at the provider; their answers come 0.3 s later."""
     sms_account(fake, calls_in_flight=4)
     messages = [queue(templates, Channel.SMS) for _ in range(9)]
     release = hold(fake, messages[1:5])
@@ -138,7 +137,7 @@ def test_a_soft_time_limit_waits_for_the_calls_under_way_and_records_their_answe
 
 
 @pytest.mark.django_db
-def test_a_soft_time_limit_puts_back_the_calls_never_begun_with_their_attempt_given_back(
+def test_a_soft_time_limit_puts_back_the_waves_never_called_with_their_attempt_given_back(
     templates, twilio_env, keyed_twilio, soft_time_limit_when
 ):
     messages = stopped_in_the_second_wave(templates, keyed_twilio, soft_time_limit_when)
