@@ -99,12 +99,12 @@ CALLS_IN_FLIGHT = 8
 MAX_CALLS_IN_FLIGHT = 32
 # An account's answers are committed every this many waves (and when its
 # calls end): one record (an UPDATE, an INSERT, a commit) for 32 SMS instead
-# of 8 (bench, back to back: 1,488 -> 1,730 messages/s before this took
-# its final form, below). A worker killed mid-batch loses at most this many
-# waves' answers, which the sweeper sends again. Making the waves bigger
-# instead (turns under a semaphore) was as fast, but each granted send then
-# waited up to four rounds before it went, and the rate limit no longer
-# held to the second at the provider.
+# of 8 (bench, back to back: 1,614 -> 2,173 messages/s). A worker killed
+# mid-batch loses at most this many waves' answers, which the sweeper sends
+# again. Waves four times as big, taking turns under a semaphore, measured
+# as fast, but a send the rate limit granted could then wait three rounds
+# before it went, widening the gap between the limiter's window and the
+# provider's second.
 WAVES_PER_RECORD = 4
 
 
