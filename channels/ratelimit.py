@@ -1,14 +1,14 @@
 """Per-sender rate limits held in Redis, so every worker shares one budget.
 
-The budget is a sliding window of a little over a second (WINDOW_MICROSECONDS):
-a log of the grants of that window per sender (a sorted set scored by grant
-time). One Lua script, run
-atomically by Redis, drops what fell out of the window and takes as many of
-the wanted sends as still fit, so a delivery task asks once for a whole wave
-of calls, and no window ever holds more than the limit, not even across the
-edge of a clock second (the fixed window this replaces let two full budgets
-through around an edge). The clock is Redis's own (TIME), so
-workers on machines with skewed clocks still share one window.
+The budget is a sliding window of a little over a second
+(WINDOW_MICROSECONDS): a log of the grants of that window per sender (a
+sorted set scored by grant time). One Lua script, run atomically by Redis,
+drops what fell out of the window and takes as many of the wanted sends as
+still fit, so a delivery task asks once for a whole wave of calls, and no
+window ever holds more than the limit, not even across the edge of a clock
+second (the fixed window this replaces let two full budgets through around
+an edge). The clock is Redis's own (TIME), so workers on machines with
+skewed clocks still share one window.
 
 Sends the budget held wait in one line per sender (`hold_line`), also in
 Redis: each batch's held sends are given the next free places after those

@@ -54,7 +54,7 @@ def test_each_message_of_a_wave_records_the_answer_to_its_own_request(twilio_env
 def test_a_wave_on_the_loop_keeps_the_accounts_calls_in_flight(twilio_env, keyed_twilio, sms_template):
     # Waves of 1, then 3 at once: never more than 3 at the provider at once.
     sms_account(keyed_twilio.url, calls_in_flight=3)
-    messages = [queue(sms_template, f"turns-{i}") for i in range(13)]
+    messages = [queue(sms_template, f"in-flight-{i}") for i in range(13)]
     keyed_twilio.slow, keyed_twilio.slow_seconds = {m.address for m in messages}, 0.2
     report = deliver_batch(message_ids=[m.pk for m in messages])
     assert report.sent == 13
