@@ -20,6 +20,9 @@ from django.core.exceptions import EmptyResultSet
 from django.db.models import CharField, ForeignKey, IntegerField, TextField
 from django.db.models.lookups import In
 
+# The Python type of the values each kind of column takes as they are.
+_PLAIN_TYPES = ((IntegerField, int), (CharField, str), (TextField, str))
+
 
 class AnyOf(In):
     """Takes plain values of the column's kind (ids, keys): not model
@@ -29,9 +32,24 @@ class AnyOf(In):
 
     lookup_name = "any"
 
+    def get_prep_lookup(self):
+        # A list already of the column's type needs no preparing value by
+        # value: Django's per-value preparation (and the scans for
+        # expressions) cost the gate's facts query for a batch of 200
+        # contacts a third of its time.
+        kind = _plain_type(self.lhs.output_field) if hasattr(self.lhs, "output_field") else None
+        if (kind is not None and isinstance(self.rhs, (list, tuple, set, frozenset))
+                and all(type(value) is kind for value in self.rhs)):
+            self._plain_values = True
+            return list(self.rhs)
+        return super().get_prep_lookup()
+
     def _as_array(self, connection) -> bool:
-        return (connection.vendor == "postgresql" and self.rhs_is_direct_value()
-                and not any(hasattr(value, "resolve_expression") for value in self.rhs))
+        if connection.vendor != "postgresql" or not self.rhs_is_direct_value():
+            return False
+        if not hasattr(self, "_plain_values"):
+            self._plain_values = not any(hasattr(value, "resolve_expression") for value in self.rhs)
+        return self._plain_values
 
     def process_rhs(self, compiler, connection):
         if not self._as_array(connection):
@@ -55,6 +73,15 @@ class AnyOf(In):
             return super().as_sql(compiler, connection)
         # In.as_sql would split a long list into OR-ed IN groups (for Oracle); one array needs none.
         return super(In, self).as_sql(compiler, connection)
+
+
+def _plain_type(field) -> type | None:
+    if isinstance(field, ForeignKey):
+        field = field.target_field
+    for field_class, kind in _PLAIN_TYPES:
+        if isinstance(field, field_class):
+            return kind
+    return None
 
 
 def array_literal(values: list, *, integers: bool) -> str:

@@ -91,3 +91,17 @@ def test_any_matches_strings_with_array_syntax_in_them():
                 == sorted(Contact.objects.filter(external_id__in=picked).values_list("external_id", flat=True)))
 
     check()
+
+
+def test_values_of_another_type_are_prepared_as_in_prepares_them(contacts):
+    """A list already of the column's type goes as it is; any other value
+    (a digit string for an id, an id for a string column) is converted
+    the way `__in` converts it, not sent as the wrong type."""
+    ids = [c.pk for c in contacts]
+    mixed = [str(ids[0]), ids[1]]
+    assert (sorted(Contact.objects.filter(pk__any=mixed).values_list("pk", flat=True))
+            == sorted(Contact.objects.filter(pk__in=mixed).values_list("pk", flat=True)) == ids[:2])
+    numbered = ContactFactory(external_id="12345")
+    assert list(Contact.objects.filter(external_id__any=[12345]).values_list("pk", flat=True)) == [numbered.pk]
+    assert list(ConsentRecord.objects.filter(contact_id__any=[str(ids[0])])) == list(
+        ConsentRecord.objects.filter(contact_id__in=[str(ids[0])]))
