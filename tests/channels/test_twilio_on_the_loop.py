@@ -6,6 +6,7 @@ reached is retried, not left ambiguous."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 
@@ -92,3 +93,33 @@ def test_a_provider_that_refuses_the_connection_is_retried_with_backoff(twilio_e
     assert (message.status, message.attempts) == (MessageStatus.QUEUED, 1)
     assert message.error.startswith("Twilio unreachable")
     assert message.next_attempt_at is not None
+
+
+def test_the_loop_sends_the_same_form_and_credentials_as_the_requests_client(twilio_env, fake_twilio, sms_template):
+    """The async client's form is encoded and its credentials set by our
+    session, not by aiohttp's FormData and BasicAuth: the provider must see
+    what the SDK's requests client sends, byte for byte."""
+    import asyncio
+
+    from channels.providers.twilio_messaging import TwilioProvider, _async_client_for
+    from tests.channels.conftest import TWILIO_SID, TWILIO_TOKEN
+
+    account = sms_account(fake_twilio.url)
+    message = queue(sms_template, "same-form")
+    message.content = {"body": "Olá Ana & co: 50% off = ✓ +1 [ok]?"}
+    provider = TwilioProvider()
+
+    async def send_on_a_loop():
+        try:
+            return await provider.send_async(message, account)
+        finally:
+            await _async_client_for(account).http_client.session.close()
+
+    provider.send(message, account)
+    asyncio.run(send_on_a_loop())
+    by_requests, on_the_loop = fake_twilio.requests
+    assert on_the_loop.body == by_requests.body
+    assert on_the_loop.form["Body"] == "Olá Ana & co: 50% off = ✓ +1 [ok]?"
+    assert on_the_loop.headers["content-type"] == "application/x-www-form-urlencoded"
+    expected = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
+    assert on_the_loop.headers["authorization"] == by_requests.headers["authorization"] == expected
