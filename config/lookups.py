@@ -80,7 +80,9 @@ def _plain_type(field) -> type | None:
         field = field.target_field
     for field_class, kind in _PLAIN_TYPES:
         if isinstance(field, field_class):
-            return kind
+            # A subclass that prepares values its own way (normalising a
+            # phone number, say) must still see each one.
+            return kind if type(field).get_prep_value is field_class.get_prep_value else None
     return None
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.db.models import CharField, Value
 from django.test.utils import CaptureQueriesContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config.lookups import AnyOf
 from consent.models import ConsentRecord, Contact
 from tests.consent.factories import ConsentRecordFactory, ContactFactory
 
@@ -105,3 +107,16 @@ def test_values_of_another_type_are_prepared_as_in_prepares_them(contacts):
     assert list(Contact.objects.filter(external_id__any=[12345]).values_list("pk", flat=True)) == [numbered.pk]
     assert list(ConsentRecord.objects.filter(contact_id__any=[str(ids[0])])) == list(
         ConsentRecord.objects.filter(contact_id__in=[str(ids[0])]))
+
+
+class _LowercasedField(CharField):
+    def get_prep_value(self, value):
+        return super().get_prep_value(value).lower()
+
+
+def test_a_field_that_prepares_values_its_own_way_still_prepares_each():
+    """Strings for a string column skip the per-value preparation only when
+    the field prepares them as CharField does."""
+    column = Value("", output_field=_LowercasedField())
+    assert AnyOf(column, ["Ana@Example.com"]).rhs == ["ana@example.com"]
+    assert AnyOf(Value("", output_field=CharField()), ["Ana@Example.com"]).rhs == ["Ana@Example.com"]
