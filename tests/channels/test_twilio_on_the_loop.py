@@ -6,6 +6,7 @@ reached is retried, not left ambiguous."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import threading
@@ -15,8 +16,10 @@ import pytest
 from channels import services
 from channels.delivery import deliver_batch
 from channels.models import Adapter, MessageStatus, OutboundMessage
+from channels.providers.twilio_messaging import TwilioProvider, _async_client_for
 from consent.models import Channel
 from tests.channels import factories
+from tests.channels.conftest import TWILIO_SID, TWILIO_TOKEN
 from tests.channels.fakes import KeyedTwilio
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db]
@@ -99,11 +102,6 @@ def test_the_loop_sends_the_same_form_and_credentials_as_the_requests_client(twi
     """The async client's form is encoded and its credentials set by our
     session, not by aiohttp's FormData and BasicAuth: the provider must see
     what the SDK's requests client sends, byte for byte."""
-    import asyncio
-
-    from channels.providers.twilio_messaging import TwilioProvider, _async_client_for
-    from tests.channels.conftest import TWILIO_SID, TWILIO_TOKEN
-
     account = sms_account(fake_twilio.url)
     message = queue(sms_template, "same-form")
     message.content = {"body": "Olá Ana & co: 50% off = ✓ +1 [ok]?"}
