@@ -166,19 +166,24 @@ def process_events(*, now: dt.datetime, batch_size: int | None = None) -> int:
     were processed (0: none left)."""
     batch_size = batch_size or settings.JOURNEYS_EVENT_BATCH_SIZE
     with transaction.atomic():
-        # The claim locks events only (locking the joined contacts too would deadlock with a tick whose
-        # outbox inserts take a key-share lock on the same contact), and it selects ids alone: the events
-        # table grows faster than autovacuum re-analyzes it, and with stale statistics PostgreSQL sorted the
-        # whole backlog joined to its contacts (70 ms per claim behind 50,000 events; 10 ms so).
-        claim = (
+        # The claim locks events only (locking their contacts too would deadlock with a tick whose outbox
+        # inserts take a key-share lock on the same contact) and selects ids alone: the events table grows
+        # faster than autovacuum re-analyzes it, and with stale statistics PostgreSQL sorted the whole
+        # backlog joined to its contacts (70 ms per claim behind 50,000 events). The events and their
+        # contacts are then read by the ids in hand: as one join to the claim, PostgreSQL read the whole
+        # events or contacts table to find a batch's rows (15 ms a claim of 500 with 50,000 of each; 2 ms so).
+        claimed = list(
             Event.objects.select_for_update(skip_locked=True)
             # An event that has not happened yet as of `now` waits (advance_journeys --now).
             .filter(processed_at__isnull=True, occurred_at__lte=now)
-            .order_by("id").values("id")[:batch_size]
+            .order_by("id").values_list("id", flat=True)[:batch_size]
         )
-        events = list(Event.objects.filter(pk__in=claim).select_related("contact").order_by("id"))
-        if not events:
+        if not claimed:
             return 0
+        events = list(Event.objects.filter(pk__any=claimed).order_by("id"))
+        contacts = {c.pk: c for c in Contact.objects.filter(pk__any=list({e.contact_id for e in events}))}
+        for event in events:
+            event.contact = contacts[event.contact_id]
         apply_events(events, now)
         Event.objects.filter(pk__any=[e.pk for e in events]).update(processed_at=now)
     return len(events)

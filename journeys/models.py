@@ -20,7 +20,8 @@ class Event(models.Model):
     second effect. `processed_at` is set once triggers, waits and exits saw it."""
 
     name = models.CharField(max_length=100)
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="journey_events")
+    # Indexed by event_contact_name_idx, which leads with the contact.
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="journey_events", db_index=False)
     properties = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
@@ -315,7 +316,9 @@ class EntryDecision(models.Model):
 
     journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="entry_decisions")
     version = models.ForeignKey(JourneyVersion, null=True, on_delete=models.SET_NULL, related_name="+")
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="journey_entry_decisions")
+    # Indexed by entry_decision_idx, which leads with the contact.
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="journey_entry_decisions",
+                                db_index=False)
     event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     outcome = models.CharField(max_length=32, choices=EntryOutcome)
     detail = models.CharField(max_length=500, blank=True, default="")
