@@ -246,6 +246,7 @@ UNFOLD = {
     "SITE_SYMBOL": "forum",
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
+    "DASHBOARD_CALLBACK": "analytics.dashboard.dashboard_callback",
 }
 
 LOGGING = {
@@ -363,3 +364,18 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     "CasePriorityEnum": "support.models.Priority",
     "CaseCategoryEnum": "support.models.Category",
 })
+
+# --- analytics app (rollups, dashboard, audit exports) ---
+# The tick re-settles days up to this old once a day (late conversions and reports), this many per tick.
+ANALYTICS_SETTLE_DAYS = env_int("ANALYTICS_SETTLE_DAYS", 30)
+ANALYTICS_SETTLE_DAYS_PER_TICK = env_int("ANALYTICS_SETTLE_DAYS_PER_TICK", 5)
+ANALYTICS_DASHBOARD_DAYS = env_int("ANALYTICS_DASHBOARD_DAYS", 14)
+AUDIT_EXPORT_ROOT = Path(env_str("AUDIT_EXPORT_ROOT", str(VAR_DIR / "exports")))
+# Beat makes last week's export on Monday from this local hour on.
+ANALYTICS_EXPORT_HOUR = env_int("ANALYTICS_EXPORT_HOUR", 2)
+ANALYTICS_EXPORT_SOFT_TIME_LIMIT = env_int("ANALYTICS_EXPORT_SOFT_TIME_LIMIT", 3000)
+if CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 10**9) <= ANALYTICS_EXPORT_SOFT_TIME_LIMIT + 60:
+    raise ImproperlyConfigured("ANALYTICS_EXPORT_SOFT_TIME_LIMIT must stay below CELERY_VISIBILITY_TIMEOUT")
+ANALYTICS_EXPORT_PROGRESS_EVERY = env_int("ANALYTICS_EXPORT_PROGRESS_EVERY", 5000)
+# A running export with no progress for this long lost its worker: marked failed, to be retried.
+ANALYTICS_EXPORT_STALE_SECONDS = env_int("ANALYTICS_EXPORT_STALE_SECONDS", 900)

@@ -285,6 +285,11 @@ class NoteForm(BaseDialogForm):
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
 
+# Panels higher apps add to the journey page (analytics: funnel and lift from
+# its rollups); journeys never imports them.
+JOURNEY_PANELS: list = []
+
+
 @admin.register(Journey)
 class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
     form = JourneyForm
@@ -292,7 +297,7 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
     list_filter = ["status", "message_class"]
     search_fields = ["key", "name"]
     list_select_related = ["live_version", "owner"]
-    readonly_fields = ["status", "live_version", "diagram", "totals", "lift", "created_at", "updated_at"]
+    readonly_fields = ["status", "live_version", "diagram", "totals", "lift", "outcomes", "created_at", "updated_at"]
     inlines = [StepInline, VersionInline]
     actions_detail = ["publish", "pause", "resume", "archive", "enroll", "open_enroll_csv", "open_simulate",
                       "open_why_not"]
@@ -304,6 +309,7 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
         return [
             (None, {"fields": [*main, "status", "live_version"]}),
             ("Diagram (live version, live counts)", {"fields": ["diagram", "totals", "lift"]}),
+            *([("Outcomes (daily rollups)", {"fields": ["outcomes"]})] if JOURNEY_PANELS else []),
             ("Draft", {"fields": ["settings_yaml"]}),
             ("Record", {"fields": ["created_at", "updated_at"]}),
         ]
@@ -378,6 +384,10 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
     def totals(self, journey: Journey) -> str:
         totals = selectors.journey_totals(journey)
         return format_html_join(" · ", "{}: {}", sorted(totals.items()))
+
+    @display(description="Funnel and lift")
+    def outcomes(self, journey: Journey) -> str:
+        return mark_safe("".join(panel(journey) for panel in JOURNEY_PANELS))  # noqa: S308 - panels escape
 
     @display(description="Holdout lift")
     def lift(self, journey: Journey) -> str:
@@ -563,6 +573,9 @@ def lift_line(lift: selectors.Lift) -> str:
     if lift.absolute_lift is not None:
         relative = "" if lift.relative_lift is None else f" ({lift.relative_lift * 100:+.0f} %)"
         parts.append(f"lift {lift.absolute_lift * 100:+.1f} points{relative}")
+    if lift.absolute_lift_interval is not None:
+        low, high = lift.absolute_lift_interval
+        parts.append(f"95 % CI {low * 100:+.1f} to {high * 100:+.1f} points")
     if lift.p_value is not None:
         parts.append(f"p = {lift.p_value:.3g}")
     return " · ".join(parts)

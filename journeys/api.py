@@ -410,7 +410,8 @@ class JourneyStatsView(APIView):
         operation_id="journeys_stats",
         description="Enrollment totals by status; per step: waiting now, executed, sent, converted after passing "
         "it; holdout lift (treatment against control: enrolled, converted, conversion rates, absolute and "
-        "relative lift, two-sided p-value of a two-proportion z-test), overall and per version. Rates and "
+        "relative lift, two-sided p-value of a two-proportion z-test, 95 % intervals: Newcombe's hybrid score "
+        "interval for the absolute lift, Katz's log interval for the relative), overall and per version. Rates and "
         "lifts are fractions (0.25 = 25 %); null where there is nothing to divide by.",
     )
     def get(self, request, key: str):

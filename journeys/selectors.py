@@ -151,6 +151,27 @@ class Lift:
         return two_proportion_p_value(self.treatment_converted, self.treatment_enrolled,
                                       self.control_converted, self.control_enrolled)
 
+    @property
+    def absolute_lift_interval(self) -> tuple[float, float] | None:
+        """95 % interval of the absolute lift: Newcombe's hybrid score interval
+        (his method 10), which stays inside [-1, 1] and behaves at 0 % and 100 %,
+        where the textbook Wald interval does not."""
+        if not self.treatment_enrolled or not self.control_enrolled:
+            return None
+        return newcombe_interval(self.treatment_converted, self.treatment_enrolled,
+                                 self.control_converted, self.control_enrolled)
+
+    @property
+    def relative_lift_interval(self) -> tuple[float, float] | None:
+        """95 % interval of the relative lift (rate ratio - 1), Katz's log
+        method; None while either group has no conversion."""
+        if not self.treatment_converted or not self.control_converted:
+            return None
+        ratio = self.treatment_rate / self.control_rate
+        se = math.sqrt(1 / self.treatment_converted - 1 / self.treatment_enrolled
+                       + 1 / self.control_converted - 1 / self.control_enrolled)
+        return ratio * math.exp(-Z_95 * se) - 1, ratio * math.exp(Z_95 * se) - 1
+
     def __add__(self, other: Lift) -> Lift:
         return Lift(self.treatment_enrolled + other.treatment_enrolled,
                     self.treatment_converted + other.treatment_converted,
@@ -164,7 +185,30 @@ class Lift:
             "control": {"enrolled": self.control_enrolled, "converted": self.control_converted,
                         "conversion_rate": self.control_rate},
             "absolute_lift": self.absolute_lift, "relative_lift": self.relative_lift, "p_value": self.p_value,
+            "absolute_lift_ci95": self.absolute_lift_interval, "relative_lift_ci95": self.relative_lift_interval,
         }
+
+
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(converted: int, enrolled: int, z: float = Z_95) -> tuple[float, float]:
+    rate = converted / enrolled
+    centre = rate + z * z / (2 * enrolled)
+    spread = z * math.sqrt(rate * (1 - rate) / enrolled + z * z / (4 * enrolled * enrolled))
+    scale = 1 + z * z / enrolled
+    return (centre - spread) / scale, (centre + spread) / scale
+
+
+def newcombe_interval(converted_a: int, enrolled_a: int, converted_b: int, enrolled_b: int) -> tuple[float, float]:
+    """95 % interval of rate_a - rate_b from the two Wilson score intervals
+    (Newcombe 1998, method 10)."""
+    rate_a, rate_b = converted_a / enrolled_a, converted_b / enrolled_b
+    low_a, high_a = wilson_interval(converted_a, enrolled_a)
+    low_b, high_b = wilson_interval(converted_b, enrolled_b)
+    difference = rate_a - rate_b
+    return (difference - math.sqrt((rate_a - low_a) ** 2 + (high_b - rate_b) ** 2),
+            difference + math.sqrt((high_a - rate_a) ** 2 + (rate_b - low_b) ** 2))
 
 
 def two_proportion_p_value(converted_a: int, enrolled_a: int, converted_b: int, enrolled_b: int) -> float | None:
