@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -44,6 +45,7 @@ from support.models import CaseEvent, CaseEventKind, SupportCase
 from templates.models import VersionStatus, VersionTransition
 
 logger = logging.getLogger(__name__)
+S = MessageStatus
 
 
 class ExportError(ValueError):
@@ -191,9 +193,6 @@ def _channel_rows(day, start, end) -> list[ChannelDay]:
     for channel, provider, n in reached:
         row(channel, provider).converted_contacts = n
     return list(rows.values())
-
-
-S = MessageStatus
 
 
 def _journey_rows(day, start, end) -> list[JourneyDay]:
@@ -402,7 +401,8 @@ def run_export(export_id: int, *, now: dt.datetime | None = None) -> AuditExport
     export = AuditExport.objects.get(pk=export_id)
     if not claimed:
         return export
-    folder = export_root() / f"{export.week}-{export.pk}" / f"attempt-{export.attempt}"
+    # The token keeps a recreated database's export #1 off an older export #1's files.
+    folder = export_root() / f"{export.week}-{export.pk}" / f"attempt-{export.attempt}-{secrets.token_hex(4)}"
     try:
         start, end = week_bounds(export.week)
         datasets = audit_datasets(start, end)

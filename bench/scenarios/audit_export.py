@@ -69,7 +69,9 @@ def export(week: str) -> tuple[float, float]:
         "django.setup(); from django.core.management import call_command; "
         f"call_command('export_audit', '--week', '{week}'); "
         "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")],
-        env=env, capture_output=True, text=True, check=True)
+        env=env, capture_output=True, text=True, check=False)
+    if process.returncode:
+        raise RuntimeError(f"export_audit failed: {process.stderr[-2000:]}")
     seconds = time.perf_counter() - started
     peak = next(int(line.split()[1]) for line in process.stderr.splitlines() if line.startswith("PEAK"))
     return seconds, round(peak / 1024, 1)

@@ -162,7 +162,7 @@ def test_a_failed_run_leaves_nothing_complete_and_a_retry_finishes_it(seeded, mo
     monkeypatch.undo()
     export = services.run_export(services.retry_export(export).pk)
     assert (export.status, export.attempt) == (ExportStatus.COMPLETE, 2)
-    assert export.directory.endswith("attempt-2") and export.manifest["files"][0]["rows"] == 2
+    assert "/attempt-2-" in export.directory and export.manifest["files"][0]["rows"] == 2
 
 
 def test_reviewers_request_exports_from_the_admin_with_clear_errors(client, reviewer, marketer, settings, tmp_path):

@@ -159,3 +159,27 @@ def test_days_follow_the_workspace_timezone(settings):
     assert start == WEEK_START and end - start == dt.timedelta(hours=24)
     start, end = services.day_bounds(dt.date(2026, 11, 1))  # DST ends in New York
     assert end - start == dt.timedelta(hours=25)
+
+
+@pytest.mark.django_db
+def test_the_beat_tick_rolls_up_today_and_yesterday_and_settles_older_days_a_few_at_a_time(settings, tmp_path):
+    from django_celery_beat.models import PeriodicTask
+
+    from analytics.models import RollupDay
+
+    settings.ANALYTICS_SETTLE_DAYS, settings.ANALYTICS_SETTLE_DAYS_PER_TICK = 6, 2
+    settings.AUDIT_EXPORT_ROOT = tmp_path
+    assert PeriodicTask.objects.get(task="analytics.tick").interval.every == 300
+    now = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.UTC)  # a Wednesday
+    today = services.local_today(now)
+
+    first = services.tick(now=now)
+    assert first["scheduled_export"] is not None  # Wednesday: last week's export was due since Monday
+    assert set(RollupDay.objects.values_list("day", flat=True)) == {today - dt.timedelta(days=n) for n in range(4)}
+    services.tick(now=now + dt.timedelta(minutes=5))
+    assert RollupDay.objects.count() == 6
+    later = now + dt.timedelta(minutes=10)
+    result = services.tick(now=later)
+    assert result["settled"] == 1 and RollupDay.objects.count() == 7  # day 6 ago, the last one
+    assert services.tick(now=later + dt.timedelta(minutes=5))["settled"] == 0  # all settled since midnight
+    assert result["scheduled_export"] is None  # made once
