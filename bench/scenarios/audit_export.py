@@ -60,15 +60,17 @@ def add_week(n: int, contacts: tuple[int, int], tag: str) -> None:
 
 
 def export(week: str) -> tuple[float, float]:
-    """Seconds and peak RSS (MiB) of one `export_audit` process."""
+    """Seconds and peak RSS (MiB) of one `export_audit` process: its VmHWM,
+    since ru_maxrss survives exec and would report the parent's peak."""
     env = {**os.environ, "DATABASE_URL": BENCH_DATABASE_URL, "CELERY_BROKER_URL": BENCH_BROKER_URL,
            "AUDIT_EXPORT_ROOT": EXPORT_ROOT, "WORKSPACE_TIMEZONE": "UTC"}
     started = time.perf_counter()
     process = subprocess.run([sys.executable, "-c", (
-        "import resource, sys, django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); "
+        "import sys, django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); "
         "django.setup(); from django.core.management import call_command; "
         f"call_command('export_audit', '--week', '{week}'); "
-        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")],
+        "print('PEAK', next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')), "
+        "file=sys.stderr)")],
         env=env, capture_output=True, text=True, check=False)
     if process.returncode:
         raise RuntimeError(f"export_audit failed: {process.stderr[-2000:]}")
