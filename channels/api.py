@@ -120,6 +120,8 @@ def _decision(result: services.SendResult) -> dict | None:
 
 
 class MessageSendView(APIView):
+    required_scopes = {"POST": "messages:send"}
+
     @extend_schema(
         request=SendInSerializer,
         responses={202: SendOutSerializer, 404: OpenApiResponse(description="Unknown contact")},
@@ -162,6 +164,7 @@ def _render_data(contact: Contact, event_properties: dict) -> dict:
 
 
 class MessageDetailView(generics.RetrieveAPIView):
+    required_scopes = {"GET": "messages:read"}
     serializer_class = MessageDetailSerializer
     queryset = selectors.message_with_timeline()
 
@@ -175,6 +178,7 @@ class NewestFirst(pagination.CursorPagination):
 
 
 class ContactMessagesView(generics.ListAPIView):
+    required_scopes = {"GET": "messages:read"}
     serializer_class = MessageSerializer
     pagination_class = NewestFirst
     filterset_fields = ["channel", "status", "message_class"]

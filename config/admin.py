@@ -1,8 +1,10 @@
 """Third-party admin screens re-registered in the Unfold theme, as Unfold's
-docs advise for apps that have no contrib package (celery-beat, API keys)."""
+docs advise for apps that have no contrib package (celery-beat), and the
+integrations' API keys."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -13,7 +15,10 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 from unfold.admin import ModelAdmin
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
-from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
+from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
+
+from config.models import ApiKey
+from config.scopes import SCOPE_CHOICES
 
 for model in (User, Group, APIKey, PeriodicTask, IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
     admin.site.unregister(model)
@@ -31,9 +36,30 @@ class GroupAdmin(BaseGroupAdmin, ModelAdmin):
     pass
 
 
-@admin.register(APIKey)
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=SCOPE_CHOICES, required=False, widget=UnfoldAdminCheckboxSelectMultipleWidget,
+        help_text="A key can call only the endpoints of its scopes (403 otherwise).",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes", "rate_limit_per_minute", "expiry_date", "revoked"]
+
+
+@admin.register(ApiKey)
 class ApiKeyAdmin(APIKeyModelAdmin, ModelAdmin):
-    pass
+    form = ApiKeyForm
+    list_display = ("prefix", "name", "scope_list", "created", "last_used_at", "expiry_date", "_has_expired",
+                    "revoked")
+    list_filter = ("revoked", "created")
+
+    @admin.display(description="Scopes")
+    def scope_list(self, obj: ApiKey) -> str:
+        return ", ".join(obj.scopes) or "none"
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*super().get_readonly_fields(request, obj), "last_used_at")
 
 
 class PeriodicTaskForm(beat_admin.PeriodicTaskForm):

@@ -18,7 +18,11 @@ OPERATOR = "Operator"
 ROLES = [MARKETER, REVIEWER, AGENT, OPERATOR]
 
 PROJECT_PERMISSIONS: dict[str, list[str]] = {
-    OPERATOR: ["django_celery_beat.view_periodictask", "django_celery_beat.change_periodictask"],
+    OPERATOR: [
+        "django_celery_beat.view_periodictask", "django_celery_beat.change_periodictask",
+        # Integrations' API keys: create (the key is shown once), change scopes, revoke.
+        "project.view_apikey", "project.add_apikey", "project.change_apikey",
+    ],
 }
 
 

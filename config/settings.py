@@ -68,6 +68,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "config.idempotency.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -130,7 +131,7 @@ STORAGES = {
     },
 }
 
-# Request bodies: the API refuses larger bodies with a 400 (consent.api_auth).
+# Request bodies: the API refuses larger bodies with a 400 (config.api_auth).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("API_MAX_BODY_BYTES", 2_621_440)
 
 # --- Security (production mode is DEBUG=false and passes `check --deploy`) ---
@@ -149,17 +150,26 @@ X_FRAME_OPTIONS = "DENY"  # previews embed email HTML with iframe srcdoc, which 
 
 # --- API ---
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["consent.api_auth.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["consent.api_auth.HasApiKey"],
-    "DEFAULT_PARSER_CLASSES": ["consent.api_auth.BoundedJSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["config.api_auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["config.api_auth.HasApiKey"],
+    "DEFAULT_PARSER_CLASSES": ["config.api_auth.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "consent.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": ["config.api_auth.ApiKeyRateThrottle"],
 }
-DRF_STANDARDIZED_ERRORS = {"ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": False}
+# Per API key, unless the key sets its own (admin, API keys).
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600)
+# A repeated Idempotency-Key replays the first response for this long (Stripe: 24 hours).
+API_IDEMPOTENCY_TTL_HOURS = env_int("API_IDEMPOTENCY_TTL_HOURS", 24)
+DRF_STANDARDIZED_ERRORS = {
+    "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": False,
+    # The package's handler with our additions (config/api_errors.py), so its schema documents our errors.
+    "EXCEPTION_HANDLER_CLASS": "config.api_errors.ApiExceptionHandler",
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Messaging back office API",
     "DESCRIPTION": "Contacts, consent, messages and events. Authenticate with `Authorization: Api-Key <key>`.",
@@ -183,7 +193,10 @@ SPECTACULAR_SETTINGS = {
             )
         },
     },
-    "POSTPROCESSING_HOOKS": ["drf_standardized_errors.openapi_hooks.postprocess_schema_enums"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
+        "config.openapi.add_idempotency_key",
+    ],
 }
 
 # --- Celery ---
@@ -226,6 +239,12 @@ CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 WORKER_GC_THRESHOLD = env_int("WORKER_GC_THRESHOLD", 20_000)
 
 REDIS_URL = env_str("REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
+# Shared by every process (API rate limits): Redis when there is one, else files under var/.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "cache")}}
 
 # --- History ---
 SIMPLE_HISTORY_REVERT_DISABLED = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils import timezone
 
+from config import idempotency
 from config.celery import app
 
 HEARTBEAT_FILE = "worker-heartbeat"
@@ -28,3 +29,8 @@ def noop(counter_key: str = "") -> None:
         import redis
 
         redis.Redis.from_url(settings.REDIS_URL).incr(counter_key)
+
+
+@app.task(name="config.prune_idempotency_records", ignore_result=True)
+def prune_idempotency_records() -> int:
+    return idempotency.prune(now=timezone.now())

@@ -21,3 +21,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
 ]
+
+# Unknown URLs and crashes under /api/ answer in the API's error shape.
+handler404 = "config.api_errors.not_found"
+handler500 = "config.api_errors.server_error"

@@ -95,6 +95,8 @@ def conflict_response(error: services.IdentityConflict) -> Response:
 
 
 class ContactView(APIView):
+    required_scopes = {"GET": "contacts:read", "PUT": "contacts:write"}
+
     @extend_schema(responses={200: ContactOutSerializer}, operation_id="contacts_retrieve")
     def get(self, request, external_id: str):
         contact = get_object_or_404(Contact.objects.prefetch_related("push_devices"), external_id=external_id)
@@ -165,6 +167,8 @@ class ConsentRecordedSerializer(ConsentRecordSerializer):
 
 
 class ContactConsentView(APIView):
+    required_scopes = {"GET": "contacts:read", "POST": "consent:write"}
+
     @extend_schema(responses={200: ConsentOutSerializer}, operation_id="contacts_consent_list")
     def get(self, request, external_id: str):
         contact = get_object_or_404(Contact, external_id=external_id)
@@ -195,6 +199,8 @@ class ContactConsentView(APIView):
 
 
 class ContactEraseView(APIView):
+    required_scopes = {"POST": "contacts:write"}
+
     @extend_schema(request=None, responses={200: ContactOutSerializer, 404: OpenApiResponse(description="Unknown")})
     def post(self, request, external_id: str):
         contact = get_object_or_404(Contact, external_id=external_id)

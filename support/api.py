@@ -11,9 +11,9 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import authentication, pagination, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_api_key.models import APIKey
 
-from consent.api_auth import ApiKeyAuthentication
+from config.api_auth import ApiKeyAuthentication, key_may_call
+from config.models import ApiKey
 from consent.models import Contact
 from support import selectors, services
 from support.models import CaseSource, CaseStatus, Category, Priority, SupportCase, Team
@@ -25,21 +25,21 @@ class IntegrationOrCaseWorker(permissions.BasePermission):
     """An API key, or an active staff user allowed to see cases at all."""
 
     def has_permission(self, request, view) -> bool:
-        if isinstance(request.auth, APIKey):
-            return True
+        if isinstance(request.auth, ApiKey):
+            return key_may_call(request, view)
         user = request.user
         return bool(user and user.is_authenticated and user.is_staff and user.has_perm("support.view_supportcase"))
 
 
 def visible_cases(request):
     queryset = SupportCase.objects.select_related("contact", "team", "assigned_agent")
-    if isinstance(request.auth, APIKey):
+    if isinstance(request.auth, ApiKey):
         return queryset
     return selectors.cases_visible_to(request.user, queryset)
 
 
 def actor_of(request):
-    return request.auth if isinstance(request.auth, APIKey) else request.user
+    return request.auth if isinstance(request.auth, ApiKey) else request.user
 
 
 class CaseSerializer(serializers.ModelSerializer):
@@ -123,6 +123,8 @@ class CaseAuth:
 
 
 class CaseListView(CaseAuth, APIView):
+    required_scopes = {"GET": "cases:read", "POST": "cases:write"}
+
     @extend_schema(
         parameters=[
             OpenApiParameter("contact", str, description="Contact external id"),
@@ -150,13 +152,13 @@ class CaseListView(CaseAuth, APIView):
                    "category runs (for high priority: acknowledgement email at once, SMS at 30 minutes without a "
                    "reply, assignment at 2 hours).")
     def post(self, request):
-        if not isinstance(request.auth, APIKey) and not request.user.has_perm("support.add_supportcase"):
+        if not isinstance(request.auth, ApiKey) and not request.user.has_perm("support.add_supportcase"):
             self.permission_denied(request, "You may not open cases.")
         serializer = CaseCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        source = CaseSource.API if isinstance(request.auth, APIKey) else CaseSource.ADMIN
-        agent = None if isinstance(request.auth, APIKey) else request.user
+        source = CaseSource.API if isinstance(request.auth, ApiKey) else CaseSource.ADMIN
+        agent = None if isinstance(request.auth, ApiKey) else request.user
         case = services.case_open(
             contact=data["contact"], subject=data["subject"], category=data["category"], priority=data["priority"],
             source=source, actor=actor_of(request), agent=agent,
@@ -165,6 +167,8 @@ class CaseListView(CaseAuth, APIView):
 
 
 class CaseDetailView(CaseAuth, APIView):
+    required_scopes = {"GET": "cases:read", "PATCH": "cases:write"}
+
     @extend_schema(responses={200: CaseSerializer, 404: OpenApiResponse(description="Unknown or not yours")},
                    operation_id="cases_retrieve")
     def get(self, request, number: str):
@@ -180,7 +184,7 @@ class CaseDetailView(CaseAuth, APIView):
     )
     def patch(self, request, number: str):
         case = get_object_or_404(visible_cases(request), number=number)
-        if not isinstance(request.auth, APIKey) and not selectors.can_change_case(request.user, case):
+        if not isinstance(request.auth, ApiKey) and not selectors.can_change_case(request.user, case):
             self.permission_denied(request, "You may not change this case.")
         serializer = CaseUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

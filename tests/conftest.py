@@ -11,9 +11,10 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.db import connection
 from rest_framework.test import APIClient
-from rest_framework_api_key.models import APIKey
 
 from config import celery_app, roles
+from config.models import ApiKey
+from config.scopes import SCOPES
 
 
 def _isolate_redis_per_xdist_worker() -> None:
@@ -92,8 +93,9 @@ def outsider(db) -> User:
 
 
 @pytest.fixture
-def api_key(db) -> tuple[APIKey, str]:
-    return APIKey.objects.create_key(name="test-integration")
+def api_key(db) -> tuple[ApiKey, str]:
+    """A key holding every scope; scope tests make their own."""
+    return ApiKey.objects.create_key(name="test-integration", scopes=list(SCOPES))
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ DEADLINE_SECONDS = 900
 
 
 def setup(size: int) -> dict:
-    from rest_framework_api_key.models import APIKey
+    from config.models import ApiKey
 
     fixtures.approved_template("bench-ingest-sms", "sms", "operational", fixtures.SMS_CONTENT, fixtures.FIRST_NAME)
     journey = fixtures.live_journey(JOURNEY, {
@@ -52,7 +52,7 @@ def setup(size: int) -> dict:
     tag = fixtures.unique_tag()
     fixtures.copy_contacts(size, prefix=f"ing{tag}")
     fixtures.analyze("consent_contact")
-    _key_obj, key = APIKey.objects.create_key(name=f"bench-{tag}")
+    _key_obj, key = ApiKey.objects.create_key(name=f"bench-{tag}", scopes=["events:write"], rate_limit_per_minute=10**6)
     return {"journey_id": journey.pk, "prefix": f"ing{tag}", "key": key}
 
 

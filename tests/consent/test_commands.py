@@ -11,9 +11,9 @@ from io import StringIO
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
-from rest_framework_api_key.models import APIKey
 
 from config import roles
+from config.models import ApiKey
 from consent.models import ConsentRecord, Contact
 
 pytestmark = pytest.mark.django_db
@@ -44,17 +44,26 @@ def test_setup_roles_creates_the_four_groups_and_is_idempotent():
 
 
 def test_create_api_key_prints_a_working_key_once_and_stores_only_its_hash():
-    output = run("create_api_key", "billing-crm")
+    output = run("create_api_key", "billing-crm", "--scope", "events:write", "--scope", "contacts:read")
     key = output.splitlines()[1]
-    stored = APIKey.objects.get(name="billing-crm")
+    stored = ApiKey.objects.get(name="billing-crm")
     assert stored.is_valid(key)
     assert key not in stored.hashed_key
+    assert stored.scopes == ["events:write", "contacts:read"]
+
+
+def test_create_api_key_needs_known_scopes():
+    with pytest.raises(CommandError, match="at least one --scope"):
+        run("create_api_key", "crm")
+    with pytest.raises(CommandError, match="Unknown scope"):
+        run("create_api_key", "crm", "--scope", "events:delete")
+    assert not ApiKey.objects.exists()
 
 
 def test_create_api_key_refuses_a_duplicate_active_name():
-    run("create_api_key", "crm")
+    run("create_api_key", "crm", "--scope", "all")
     with pytest.raises(CommandError, match="active key named"):
-        run("create_api_key", "crm")
+        run("create_api_key", "crm", "--scope", "all")
 
 
 def test_ensure_admin_prints_a_login_once():

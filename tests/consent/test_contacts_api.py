@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from rest_framework.test import APIClient
-from rest_framework_api_key.models import APIKey
 
+from config.models import ApiKey
 from consent.models import ConsentRecord, Contact, PushDevice
 from tests.consent.factories import ContactFactory
 
@@ -113,7 +113,7 @@ def test_a_missing_or_wrong_key_answers_401():
 
 def test_a_revoked_key_answers_401(api, api_key):
     key, _ = api_key
-    APIKey.objects.filter(pk=key.pk).update(revoked=True)
+    ApiKey.objects.filter(pk=key.pk).update(revoked=True)
     assert api.get("/api/v1/contacts/x/").status_code == 401
 
 
