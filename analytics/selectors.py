@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from analytics.models import ChannelDay, JourneyDay, SupportDay
 from analytics.services import local_today, merge_histograms, percentile
-from channels.models import MessageStatus, OutboundMessage
+from channels.models import MessageStatus, OutboundMessage, WebhookAttempt, WebhookEndpoint
 from journeys.definition import steps_by_key
 from journeys.models import Journey, WebhookCall, WebhookStatus
 from journeys.selectors import Lift
@@ -114,8 +114,12 @@ def live_gauges(first: dt.date, last: dt.date, *, now: dt.datetime | None = None
     return {
         "queue_depth": OutboundMessage.objects.filter(status=MessageStatus.QUEUED).count(),
         "stuck": OutboundMessage.objects.filter(status=MessageStatus.SENDING, sending_at__lt=stuck_before).count(),
+        # Journeys' calls out plus our outbound webhook attempts that failed.
         "webhook_failures": WebhookCall.objects.filter(status=WebhookStatus.FAILED, created_at__gte=start,
-                                                       created_at__lt=end).count(),
+                                                       created_at__lt=end).count()
+        + WebhookAttempt.objects.filter(succeeded=False, attempted_at__gte=start, attempted_at__lt=end).count(),
+        "webhook_endpoints_failing": WebhookEndpoint.objects.filter(
+            enabled=False, disabled_at__isnull=False, consecutive_failures__gt=0).count(),
     }
 
 

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from channels import selectors, services
 from channels.models import DeliveryEvent, OutboundMessage
+from config.serializers import InputSerializer
 from consent.models import Channel, Contact, MessageClass
 from templates.services import render_context
 
@@ -22,7 +23,7 @@ API_CLASSES = (MessageClass.TRANSACTIONAL, MessageClass.OPERATIONAL)
 MAX_RUNGS = 6
 
 
-class RungSerializer(serializers.Serializer):
+class RungSerializer(InputSerializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
     template_key = serializers.CharField(min_length=1, max_length=100)
     timeout_seconds = serializers.IntegerField(
@@ -43,10 +44,10 @@ def _check_template(key: str, channel: str | None = None) -> None:
         raise serializers.ValidationError(f"{key!r} is a {profile.channel} template, not {channel}.")
 
 
-class SendInSerializer(serializers.Serializer):
+class SendInSerializer(InputSerializer):
     contact = serializers.CharField(min_length=1, max_length=128, help_text="The contact's external id")
     template_key = serializers.CharField(min_length=1, max_length=100, required=False)
-    ladder = RungSerializer(many=True, required=False, min_length=1, max_length=MAX_RUNGS)
+    ladder = serializers.ListField(child=RungSerializer(), required=False, min_length=1, max_length=MAX_RUNGS)
     data = serializers.DictField(required=False, default=dict, help_text="Event properties (`event.*` in templates)")
     idempotency_key = serializers.CharField(min_length=1, max_length=150, required=False)
 

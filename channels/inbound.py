@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from channels import outbound_webhooks
 from channels.models import HANDED_OVER, DeliveryEvent, InboundMessage, KeywordAction, OriginKind, OutboundMessage
 from channels.services import message_engagement_record, messages_cancel, system_reply_send
 from channels.signals import inbound_message_received
@@ -116,6 +117,7 @@ def _act(inbound: InboundMessage, contact: Contact | None, now: dt.datetime) -> 
     if action == KeywordAction.NONE:
         if inbound.in_reply_to_id:
             message_engagement_record(message=inbound.in_reply_to, kind=DeliveryEvent.Kind.REPLIED, at=now, now=now)
+        outbound_webhooks.reply_emit(inbound=inbound)
         transaction.on_commit(lambda: inbound_message_received.send(sender=InboundMessage, inbound=inbound))
 
 

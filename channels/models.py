@@ -240,7 +240,8 @@ class InboundMessage(models.Model):
         indexes = [models.Index(fields=["contact", "-received_at"], name="inbound_contact_idx")]
 
     def __str__(self) -> str:
-        return f"{self.channel} from {self.from_address}"
+        # No address: this string is stored in the admin log and shown in titles to everyone.
+        return f"{self.channel} reply #{self.pk}"
 
 
 class Adapter(models.TextChoices):
@@ -299,3 +300,114 @@ class ProviderAccount(models.Model):
             served = ", ".join(sorted(Channel(c).label for c in channels))
             raise ValidationError({"adapter": f"{self.get_adapter_display()} cannot send {Channel(self.channel).label} "
                                               f"(it sends {served})."})
+
+
+# --- Outbound webhooks (integrations subscribe endpoints to our events) -----------------
+
+
+class WebhookEventType(models.TextChoices):
+    MESSAGE_SENT = "message.sent", "message.sent"
+    MESSAGE_DELIVERED = "message.delivered", "message.delivered"
+    MESSAGE_FAILED = "message.failed", "message.failed"
+    MESSAGE_BOUNCED = "message.bounced", "message.bounced"
+    MESSAGE_REPLIED = "message.replied", "message.replied"
+    CONTACT_UNSUBSCRIBED = "contact.unsubscribed", "contact.unsubscribed"
+    CONSENT_CHANGED = "consent.changed", "consent.changed"
+    ENROLLMENT_CONVERTED = "enrollment.converted", "enrollment.converted"
+    ENROLLMENT_EXITED = "enrollment.exited", "enrollment.exited"
+    CASE_OPENED = "case.opened", "case.opened"
+    CASE_ESCALATED = "case.escalated", "case.escalated"
+    CASE_RESOLVED = "case.resolved", "case.resolved"
+
+
+class WebhookEndpoint(models.Model):
+    """An integration's URL that receives the event types it subscribed to,
+    signed with its secret (Standard Webhooks). After a rotation the previous
+    secret keeps signing too until `previous_secret_expires_at`."""
+
+    url = models.URLField(max_length=500)
+    description = models.CharField(max_length=200, blank=True, default="")
+    event_types = models.JSONField(default=list, help_text="Subscribed event types, e.g. [\"message.delivered\"]")
+    enabled = models.BooleanField(default=True)
+    secret = models.CharField(max_length=100, editable=False)
+    previous_secret = models.CharField(max_length=100, blank=True, default="", editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_failure_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=200, blank=True, default="", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["url", "pk"]
+
+    def __str__(self) -> str:
+        return self.description or self.url
+
+    @property
+    def auto_disabled(self) -> bool:
+        """Disabled by its failures (an alert), not by an operator."""
+        return not self.enabled and self.consecutive_failures > 0 and self.disabled_at is not None
+
+
+class WebhookDeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    GIVEN_UP = "given_up", "Given up (retries exhausted)"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint (the outbox row, written with the change
+    that caused it). `webhook_id` is the `webhook-id` header: stable across
+    retries and replays, so receivers can deduplicate."""
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    webhook_id = models.CharField(max_length=40, unique=True)
+    event_type = models.CharField(max_length=32, choices=WebhookEventType)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=WebhookDeliveryStatus, default=WebhookDeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="Last handed to the broker")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    replay_requested_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            # Only the due state is indexed: claimed rows leave the index (DESIGN.md's measured claim limit).
+            models.Index(fields=["next_attempt_at"], name="webhook_delivery_due",
+                         condition=Q(status=WebhookDeliveryStatus.PENDING)),
+            models.Index(fields=["claimed_at"], name="webhook_delivery_sending",
+                         condition=Q(status=WebhookDeliveryStatus.SENDING)),
+            models.Index(fields=["endpoint", "-id"], name="webhook_delivery_endpoint"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.webhook_id}"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP request of a delivery: when, what came back, how long it took."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="attempt_log")
+    attempted_at = models.DateTimeField()
+    succeeded = models.BooleanField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.CharField(max_length=500, blank=True, default="")
+    error = models.CharField(max_length=500, blank=True, default="")
+    duration_ms = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=160, default="scheduled", help_text="scheduled, or who replayed it")
+
+    class Meta:
+        ordering = ["-attempted_at", "-pk"]
+        indexes = [models.Index(fields=["endpoint", "-attempted_at"], name="webhook_attempt_endpoint")]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} at {self.attempted_at:%Y-%m-%d %H:%M:%S}"

@@ -2,6 +2,11 @@ from config.roles import AGENT, MARKETER, OPERATOR, REVIEWER
 
 _LOG = ["channels.view_outboundmessage", "channels.view_deliveryevent", "channels.view_sendintent",
         "channels.view_inboundmessage"]
+# Operators manage outbound webhooks: endpoints (rotate, enable, disable) and
+# deliveries (change_webhookdelivery is "replay").
+_WEBHOOKS = ["channels.view_webhookendpoint", "channels.add_webhookendpoint", "channels.change_webhookendpoint",
+             "channels.delete_webhookendpoint", "channels.view_webhookdelivery", "channels.change_webhookdelivery",
+             "channels.view_webhookattempt"]
 
 ROLE_PERMISSIONS = {
     # add_outboundmessage is the test-send page (drafts to internal seed addresses only).
@@ -12,5 +17,5 @@ ROLE_PERMISSIONS = {
     AGENT: [],
     # change_outboundmessage is "cancel a message not yet handed to a provider".
     OPERATOR: [*_LOG, "channels.change_outboundmessage", "channels.view_provideraccount",
-               "channels.add_provideraccount", "channels.change_provideraccount"],
+               "channels.add_provideraccount", "channels.change_provideraccount", *_WEBHOOKS],
 }

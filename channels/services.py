@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
+from channels import outbound_webhooks
 from channels.models import (
     CANCELLABLE,
     TRANSITIONS,
@@ -390,6 +391,7 @@ def status_events_insert(moves: list[StatusMove], at: dt.datetime) -> None:
     later move gets the later id), in one statement."""
     if not moves:
         return
+    outbound_webhooks.message_moves_emit(moves=moves, at=at)
     if connection.vendor != "postgresql":  # the embedded SQLite
         DeliveryEvent.objects.bulk_create(
             DeliveryEvent(message=m, kind=DeliveryEvent.Kind.STATUS, old_status=old, status=new, detail=detail[:500],
@@ -703,6 +705,7 @@ def message_transition(
             message=locked, kind=DeliveryEvent.Kind.STATUS, status=to, old_status=old, detail=detail[:500],
             received_at=now,
         )
+        outbound_webhooks.message_moves_emit(moves=[(locked, old, to, detail)], at=now)
         for name in changes:
             setattr(message, name, getattr(locked, name))
         transaction.on_commit(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from channels import delivery, services
+from channels import delivery, outbound_webhooks, services
 
 
 @shared_task(name="channels.deliver_messages")
@@ -27,3 +27,13 @@ def release_deferred_messages() -> int:
 @shared_task(name="channels.advance_ladders")
 def advance_ladders() -> int:
     return services.ladders_advance_due()
+
+
+@shared_task(name="channels.deliver_webhooks")
+def deliver_webhooks(delivery_ids: list[int]) -> int:
+    return outbound_webhooks.deliveries_attempt(delivery_ids=[int(pk) for pk in delivery_ids])
+
+
+@shared_task(name="channels.dispatch_due_webhooks")
+def dispatch_due_webhooks() -> int:
+    return outbound_webhooks.deliveries_dispatch_due()

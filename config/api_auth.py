@@ -100,7 +100,8 @@ class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
 
 class BoundedJSONParser(parsers.JSONParser):
     """DRF reads the request stream directly, so Django's body size limit never
-    applies to the API; this parser enforces it and answers 400."""
+    applies to the API; this parser enforces it and answers 400, as it does
+    for JSON nested deeper than Python's recursion limit."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         request = (parser_context or {}).get("request")
@@ -108,7 +109,10 @@ class BoundedJSONParser(parsers.JSONParser):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if length > limit:
             raise exceptions.ParseError(f"Request body too large: {length} bytes, the limit is {limit}.")
-        return super().parse(stream, media_type, parser_context)
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

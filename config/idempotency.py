@@ -49,12 +49,18 @@ def claim(*, owner: str, key: str, fingerprint: str, now: dt.datetime) -> tuple[
     replaced."""
     expired_before = now - dt.timedelta(hours=settings.API_IDEMPOTENCY_TTL_HOURS)
     IdempotencyRecord.objects.filter(owner=owner, key=key, created_at__lt=expired_before).delete()
-    try:
-        with transaction.atomic():
-            record = IdempotencyRecord.objects.create(owner=owner, key=key, fingerprint=fingerprint, created_at=now)
-        return record, True
-    except IntegrityError:
-        return IdempotencyRecord.objects.get(owner=owner, key=key), False
+    while True:
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    owner=owner, key=key, fingerprint=fingerprint, created_at=now
+                )
+            return record, True
+        except IntegrityError:
+            existing = IdempotencyRecord.objects.filter(owner=owner, key=key).first()
+            if existing is not None:
+                return existing, False
+            # The first request was refused and let its key go in between: claim it again.
 
 
 def prune(*, now: dt.datetime) -> int:

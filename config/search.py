@@ -23,7 +23,8 @@ class ExactSearch:
             return queryset, False
         values = sorted({term, term.lower()})
         match = Q()
-        for name in self.search_fields:
+        # get_search_fields: an admin may search by fewer fields for some users (personal data).
+        for name in self.get_search_fields(request):
             relation, _, field = name.removeprefix("=").rpartition("__")
             if relation:
                 related = self.model._meta.get_field(relation).related_model

@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "simple_history",
     "django_celery_beat",
     "anymail",
+    "axes",
+    "csp",
     "consent",
     "templates",
     "channels",
@@ -69,6 +71,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "config.idempotency.IdempotencyMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as axes requires: it turns a lockout into the locked-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -106,6 +111,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First, so a locked-out username+IP is refused before any password check.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -113,8 +120,9 @@ ANONYMOUS_USER_NAME = None
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en"
@@ -146,6 +154,40 @@ if not DEBUG:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     if len(SECRET_KEY) < 50:
         raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters in production")
+# --- security (admin hardening) ---
+# Sessions end 8 hours after login (absolute, not idle: a stolen cookie stops working the same day).
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# django-axes: lock a username+IP pair after this many failed admin logins; the database
+# handler keeps the count in PostgreSQL, so it holds across web processes.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_HOURS", 1) or None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+# Content-Security-Policy (django-csp). Unfold's Alpine.js needs 'unsafe-eval' and its
+# templates carry inline scripts and style attributes, so script/style allow 'unsafe-inline';
+# every other directive stays tight.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", "'unsafe-inline'", "'unsafe-eval'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        # Email previews are iframe srcdoc documents, which inherit this policy's origin.
+        "frame-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+    },
+}
 X_FRAME_OPTIONS = "DENY"  # previews embed email HTML with iframe srcdoc, which this header does not affect
 
 # --- API ---
@@ -196,6 +238,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
         "config.openapi.add_idempotency_key",
+        "config.openapi.match_error_locations",
     ],
 }
 
@@ -268,10 +311,13 @@ UNFOLD = {
     "DASHBOARD_CALLBACK": "analytics.dashboard.dashboard_callback",
 }
 
+# --- personal data in logs ---
+# Every handler carries the filter: emails and phones are masked in each line (config/logging.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"mask_personal_data": {"()": "config.logging.MaskPersonalData"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["mask_personal_data"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
@@ -324,6 +370,27 @@ ANYMAIL = {
     "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET") or None,
 }
 
+# --- outbound webhooks ---
+# Seconds one delivery request may take (connect + read) before it counts as a failure.
+WEBHOOKS_TIMEOUT_SECONDS = env_int("WEBHOOKS_TIMEOUT_SECONDS", 10)
+# Consecutive failed attempts (across all of an endpoint's deliveries, no success between)
+# that disable the endpoint. 15 is about two deliveries running most of their day-long
+# schedule, or a burst of events all failing: a receiver that is down, not one that blipped.
+WEBHOOKS_DISABLE_AFTER_FAILURES = env_int("WEBHOOKS_DISABLE_AFTER_FAILURES", 15)
+# After a rotation the previous secret keeps signing too for this long.
+WEBHOOKS_ROTATION_GRACE_HOURS = env_int("WEBHOOKS_ROTATION_GRACE_HOURS", 24)
+# How long each process trusts its list of enabled endpoints (the hot path reads no table).
+WEBHOOKS_ENDPOINT_CACHE_SECONDS = env_int("WEBHOOKS_ENDPOINT_CACHE_SECONDS", 5)
+# Deliveries per Celery task, and per due-claim tick.
+WEBHOOKS_BATCH_SIZE = env_int("WEBHOOKS_BATCH_SIZE", 50)
+WEBHOOKS_CLAIM_LIMIT = env_int("WEBHOOKS_CLAIM_LIMIT", 1000)
+# A row handed to the broker this long ago and still pending is handed again (the broker lost it).
+WEBHOOKS_REENQUEUE_AFTER_SECONDS = env_int("WEBHOOKS_REENQUEUE_AFTER_SECONDS", 120)
+# Plain http is refused outside DEBUG, except to these hosts (tests' local receivers).
+WEBHOOKS_HTTP_ALLOWED_HOSTS = env_list("WEBHOOKS_HTTP_ALLOWED_HOSTS", [])
+if WEBHOOKS_DISABLE_AFTER_FAILURES < 1 or WEBHOOKS_TIMEOUT_SECONDS < 1:
+    raise ImproperlyConfigured("WEBHOOKS_DISABLE_AFTER_FAILURES and WEBHOOKS_TIMEOUT_SECONDS must be at least 1")
+
 # --- journeys app (events, engine, caps) ---
 # Message classes whose journey versions need a Compliance reviewer (who did not edit them) to go live.
 JOURNEYS_APPROVAL_CLASSES = env_list("JOURNEYS_APPROVAL_CLASSES", ["marketing", "operational"])
@@ -347,8 +414,6 @@ JOURNEYS_FAILURE_BACKOFF_SECONDS = env_int("JOURNEYS_FAILURE_BACKOFF_SECONDS", 6
 JOURNEYS_FAILURE_BACKOFF_MAX_SECONDS = env_int("JOURNEYS_FAILURE_BACKOFF_MAX_SECONDS", 6 * 3600)
 # A deferred message of a paused journey is looked at again this often (it goes out soon after resume).
 JOURNEYS_PAUSED_RECHECK_MINUTES = env_int("JOURNEYS_PAUSED_RECHECK_MINUTES", 5)
-# API keys (by name, or name prefix ending in "*") allowed to import journeys; empty: none (403).
-JOURNEYS_API_IMPORT_KEYS = env_list("JOURNEYS_API_IMPORT_KEYS", [])
 # Manual enrollment: a CSV upload is refused above this size or row count; the API takes this many per request.
 JOURNEYS_ENROLL_CSV_MAX_BYTES = env_int("JOURNEYS_ENROLL_CSV_MAX_BYTES", 2 * 1024 * 1024)
 JOURNEYS_ENROLL_CSV_MAX_ROWS = env_int("JOURNEYS_ENROLL_CSV_MAX_ROWS", 10_000)
@@ -379,6 +444,8 @@ SUPPORT_NOTIFY_FROM_EMAIL = env_str("SUPPORT_NOTIFY_FROM_EMAIL", "support-desk@l
 SUPPORT_HISTORY_PAGE_SIZE = env_int("SUPPORT_HISTORY_PAGE_SIZE", 25)
 # Name the cases API's enums, so they never collide with other apps' "status" choices.
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "JourneyStatusEnum": "journeys.models.JourneyStatus",
+    "JourneyVersionStatusEnum": "journeys.models.VersionStatus",
     "CaseStatusEnum": "support.models.CaseStatus",
     "CasePriorityEnum": "support.models.Priority",
     "CaseCategoryEnum": "support.models.Category",
@@ -398,3 +465,16 @@ if CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 10**9) <= ANALYTICS
 ANALYTICS_EXPORT_PROGRESS_EVERY = env_int("ANALYTICS_EXPORT_PROGRESS_EVERY", 5000)
 # A running export with no progress for this long lost its worker: marked failed, to be retried.
 ANALYTICS_EXPORT_STALE_SECONDS = env_int("ANALYTICS_EXPORT_STALE_SECONDS", 900)
+
+# --- health and metrics ---
+INSTALLED_APPS.append("health_check")  # its HTML status page (/health/ with Accept: text/html)
+# Beat's DatabaseScheduler writes PeriodicTask.last_run_at at least every 180 s while it sends
+# tasks (the journeys tick is due every few seconds): older than this, /health/ says Beat is down.
+HEALTH_BEAT_MAX_AGE_SECONDS = env_int("HEALTH_BEAT_MAX_AGE_SECONDS", 300)
+if HEALTH_BEAT_MAX_AGE_SECONDS <= 180:
+    raise ImproperlyConfigured("HEALTH_BEAT_MAX_AGE_SECONDS must exceed Beat's 180 s sync interval")
+HEALTH_BROKER_TIMEOUT_SECONDS = env_int("HEALTH_BROKER_TIMEOUT_SECONDS", 3)
+# Load balancers probe over plain HTTP: /health/ is not redirected to HTTPS (it holds no data).
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+# Empty: /metrics is open (keep it on an internal network); else scrapers send "Authorization: Bearer <token>".
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from health_check.checks import Database
 
 import analytics.urls
 import channels.urls
@@ -8,6 +9,8 @@ import consent.urls
 import journeys.urls
 import support.urls
 import templates.urls
+from config.health import BeatHeartbeat, Broker, HealthView
+from config.metrics import metrics_view
 
 APP_URLS = [consent.urls, templates.urls, channels.urls, journeys.urls, support.urls, analytics.urls]
 
@@ -16,6 +19,8 @@ api_v1 = [pattern for module in APP_URLS for pattern in module.api_urlpatterns]
 urlpatterns = [
     path("", include([pattern for module in APP_URLS for pattern in module.urlpatterns])),
     path("admin/", admin.site.urls),
+    path("health/", HealthView.as_view(checks=[Database, Broker, BeatHeartbeat]), name="health"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

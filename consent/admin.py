@@ -15,6 +15,7 @@ from unfold.forms import BaseDialogForm
 
 from config.search import ExactSearch
 from consent import selectors, services
+from consent.admin_masking import PersonalDataAdminMixin
 from consent.models import (
     Channel,
     ConsentRecord,
@@ -55,7 +56,8 @@ class ConsentLedgerInline(ReadOnlyInline):
     verbose_name_plural = "Consent ledger (append-only)"
 
 
-class PushDeviceInline(TabularInline):
+class PushDeviceInline(PersonalDataAdminMixin, TabularInline):
+    address_fields = ("token",)
     model = PushDevice
     extra = 0
     fields = ["platform", "token", "active", "deactivated_reason", "created_at"]
@@ -122,7 +124,8 @@ class ContactForm(forms.ModelForm):
 
 
 @admin.register(Contact)
-class ContactAdmin(ExactSearch, SimpleHistoryAdmin, ModelAdmin):
+class ContactAdmin(PersonalDataAdminMixin, ExactSearch, SimpleHistoryAdmin, ModelAdmin):
+    address_fields = ("email", "phone", "whatsapp_id")
     form = ContactForm
     list_display = ["external_id", "email", "phone", "lifecycle_stage", "timezone", "locale", "created_at"]
     list_filter = ["lifecycle_stage", "locale"]
@@ -271,7 +274,8 @@ class ConsentRecordAdmin(ExactSearch, ModelAdmin):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(ExactSearch, SimpleHistoryAdmin, ModelAdmin):
+class SuppressionAdmin(PersonalDataAdminMixin, ExactSearch, SimpleHistoryAdmin, ModelAdmin):
+    address_fields = ("address",)
     list_display = ["created_at", "contact", "address", "channel", "reason", "expires_at", "lifted_at", "created_by"]
     list_filter = ["reason", "channel"]
     search_fields = ["=address", "=contact__external_id"]
@@ -322,7 +326,9 @@ class ContactMergeAdmin(ModelAdmin):
 
 
 @admin.register(PushDevice)
-class PushDeviceAdmin(ExactSearch, ModelAdmin):
+class PushDeviceAdmin(PersonalDataAdminMixin, ExactSearch, ModelAdmin):
+    address_fields = ("token",)
+    text_fields = ("subscription",)
     list_display = ["contact", "platform", "active", "created_at"]
     list_filter = ["platform", "active"]
     search_fields = ["=contact__external_id", "=token"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.serializers import InputSerializer
 from consent import selectors, services
 from consent.models import (
     Channel,
@@ -24,7 +25,7 @@ from consent.models import (
 )
 
 
-class PushDeviceSerializer(serializers.Serializer):
+class PushDeviceSerializer(InputSerializer):
     token = serializers.CharField(min_length=1, max_length=512)
     platform = serializers.ChoiceField(choices=DevicePlatform.choices)
     active = serializers.BooleanField(default=True)
@@ -45,7 +46,7 @@ class PhoneField(serializers.CharField):
             raise serializers.ValidationError(error.messages) from None
 
 
-class ContactInSerializer(serializers.Serializer):
+class ContactInSerializer(InputSerializer):
     email = serializers.EmailField(required=False, allow_blank=True)
     phone = PhoneField(required=False)
     whatsapp_id = PhoneField(required=False)
@@ -95,7 +96,7 @@ def conflict_response(error: services.IdentityConflict) -> Response:
 
 
 class ContactView(APIView):
-    required_scopes = {"GET": "contacts:read", "PUT": "contacts:write"}
+    required_scopes = {"GET": "contacts:read", "PUT": "contacts:write", "DELETE": "contacts:write"}
 
     @extend_schema(responses={200: ContactOutSerializer}, operation_id="contacts_retrieve")
     def get(self, request, external_id: str):
@@ -123,8 +124,18 @@ class ContactView(APIView):
         status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(ContactOutSerializer(contact).data, status=status_code)
 
+    @extend_schema(
+        request=None, responses={200: ContactOutSerializer}, operation_id="contacts_erase",
+        description="Erase the contact's personal data (right to erasure): addresses, attributes, devices and "
+        "consent evidence are removed everywhere, history included; ids, consent decisions and message "
+        "statuses stay so counts still add up. Answers the erased contact (`erased_at` set); the external id "
+        "goes too, so a repeat answers 404.",
+    )
+    def delete(self, request, external_id: str):
+        return erase(request, external_id)
 
-class ConsentInSerializer(serializers.Serializer):
+
+class ConsentInSerializer(InputSerializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
     purpose = serializers.ChoiceField(choices=MessageClass.choices)
     status = serializers.ChoiceField(choices=[ConsentStatus.GRANTED, ConsentStatus.REVOKED])
@@ -198,11 +209,16 @@ class ContactConsentView(APIView):
         return Response(data, status=status.HTTP_201_CREATED)
 
 
+def erase(request, external_id: str) -> Response:
+    contact = get_object_or_404(Contact, external_id=external_id)
+    contact = services.contact_erase(contact=contact, actor=request.auth)
+    return Response(ContactOutSerializer(contact).data)
+
+
 class ContactEraseView(APIView):
     required_scopes = {"POST": "contacts:write"}
 
-    @extend_schema(request=None, responses={200: ContactOutSerializer, 404: OpenApiResponse(description="Unknown")})
+    @extend_schema(request=None, responses={200: ContactOutSerializer}, deprecated=True,
+                   description="Deprecated: use `DELETE /api/v1/contacts/{external_id}/`.")
     def post(self, request, external_id: str):
-        contact = get_object_or_404(Contact, external_id=external_id)
-        contact = services.contact_erase(contact=contact, actor=request.auth)
-        return Response(ContactOutSerializer(contact).data)
+        return erase(request, external_id)

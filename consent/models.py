@@ -13,6 +13,8 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from consent.masking import mask_address
+
 
 class Channel(models.TextChoices):
     EMAIL = "email", "Email"
@@ -84,6 +86,10 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [
+            # Granted by role in consent/roles.py; without it, addresses are masked in the admin.
+            ("view_personal_data", "Can see contacts' addresses (email, phone, WhatsApp id, push tokens)"),
+        ]
         constraints = [
             # One owner per identifier: a second contact with the same address
             # would split consent and history (identity resolution, issue 2).
@@ -117,7 +123,7 @@ class PushDevice(models.Model):
     deactivated_reason = models.CharField(max_length=200, blank=True, default="")
 
     def __str__(self) -> str:
-        return f"{self.platform}:{self.token[:12]}…"
+        return f"{self.platform}:{mask_address(self.token)}"
 
 
 class ConsentStatus(models.TextChoices):
@@ -221,7 +227,8 @@ class Suppression(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_reason_display()}: {self.address or self.contact}"
+        # Masked: this string is stored in the admin log and shown in titles and history to everyone.
+        return f"{self.get_reason_display()}: {mask_address(self.address) if self.address else self.contact}"
 
 
 def default_quiet_classes() -> list[str]:

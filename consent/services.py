@@ -7,12 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core import signing
 from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from consent.hashing import address_hash
+from consent.masking import redact_text
 from consent.models import (
     ConsentRecord,
     ConsentSource,
@@ -23,6 +26,7 @@ from consent.models import (
     Suppression,
     normalise_phone,
 )
+from consent.signals import consent_recorded
 
 Actor = Any  # a User, an APIKey, or a plain label such as "system"
 
@@ -147,18 +151,22 @@ def consent_record(
     if status == ConsentStatus.GRANTED and not confirmed and needs_double_opt_in(channel, purpose):
         status = ConsentStatus.PENDING
         expires_at = at + dt.timedelta(hours=settings.CONSENT_PENDING_TTL_HOURS)
-    return ConsentRecord.objects.create(
-        contact=contact,
-        channel=channel,
-        purpose=purpose,
-        status=status,
-        source=source,
-        evidence=evidence or {},
-        wording_version=wording_version or settings.CONSENT_WORDING_VERSION,
-        recorded_at=at,
-        recorded_by=actor_label(actor),
-        expires_at=expires_at,
-    )
+    with transaction.atomic():
+        record = ConsentRecord.objects.create(
+            contact=contact,
+            channel=channel,
+            purpose=purpose,
+            status=status,
+            source=source,
+            evidence=evidence or {},
+            wording_version=wording_version or settings.CONSENT_WORDING_VERSION,
+            recorded_at=at,
+            recorded_by=actor_label(actor),
+            expires_at=expires_at,
+        )
+        # Inside the transaction: what listeners write (webhook outbox rows) commits or rolls back with the record.
+        consent_recorded.send(sender=ConsentRecord, record=record)
+    return record
 
 
 def consent_confirmation_token(record: ConsentRecord) -> str:
@@ -345,9 +353,12 @@ def contact_erase(*, contact: Contact, actor: Actor) -> Contact:
         contact = Contact.objects.select_for_update().get(pk=contact.pk)
         if contact.erased_at:
             return contact
-        addresses = [a for a in (contact.email, contact.phone, contact.whatsapp_id) if a]
+        addresses = _addresses_ever_held(contact)
+        _redact_suppression_notes(contact, addresses)
         for address in addresses:
-            Suppression.objects.filter(address=address.lower()).update(address=address_hash(address))
+            hashed = address_hash(address)
+            Suppression.objects.filter(address=address).update(address=hashed)
+            Suppression.history.filter(address=address).update(address=hashed)
         anonymous = {
             "external_id": f"erased-{contact.pk}",
             "email": "",
@@ -369,7 +380,29 @@ def contact_erase(*, contact: Contact, actor: Actor) -> Contact:
         models.QuerySet.update(ConsentRecord.objects.filter(contact=contact), evidence={"redacted": True})
         for handler in _erase_handlers.values():
             handler(contact)
+        # The admin log keeps each object's name as it was (the old external id).
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Contact), object_id=str(contact.pk)
+        ).update(object_repr=str(contact))
     return contact
+
+
+def _addresses_ever_held(contact: Contact) -> set[str]:
+    """Current and earlier addresses (history keeps those an update replaced),
+    and those of the contact's own suppressions, as suppressions store them."""
+    rows = contact.history.values_list("email", "phone", "whatsapp_id")
+    found = {a for row in rows for a in row} | {contact.email, contact.phone, contact.whatsapp_id}
+    found |= set(Suppression.objects.filter(contact=contact).values_list("address", flat=True))
+    return {a.strip().lower() for a in found if a and not a.startswith("sha256:")}
+
+
+def _redact_suppression_notes(contact: Contact, addresses: set[str]) -> None:
+    """An operator's note may quote the address or phone it was written about."""
+    about_contact = models.Q(contact_id=contact.pk) | models.Q(address__in=addresses)
+    for model in (Suppression, Suppression.history.model):
+        rows = model._default_manager.filter(about_contact).exclude(note="").values_list("pk", "note")
+        for pk, note in rows:
+            model._default_manager.filter(pk=pk).update(note=redact_text(note))
 
 
 EraseHandler = Callable[[Contact], None]

@@ -26,6 +26,7 @@ from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 from unfold.forms import BaseDialogForm
 
+from consent.admin_masking import PersonalDataAdminMixin
 from consent.models import Contact
 from journeys import definition as definitions
 from journeys import selectors, services
@@ -705,7 +706,8 @@ class ExitForm(BaseDialogForm):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(ReadOnlyMixin, JourneyScopedMixin, ModelAdmin):
+class EnrollmentAdmin(PersonalDataAdminMixin, ReadOnlyMixin, JourneyScopedMixin, ModelAdmin):
+    text_fields = ("context",)  # the trigger event's properties: integrations put emails and phones there
     list_display = ["id", "journey", "contact", "status", "is_control", "current_step", "next_run_at", "failures",
                     "entered_at"]
     list_filter = ["status", "is_control", "journey"]
@@ -746,7 +748,8 @@ class EnrollmentAdmin(ReadOnlyMixin, JourneyScopedMixin, ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyMixin, ModelAdmin):
+class EventAdmin(PersonalDataAdminMixin, ReadOnlyMixin, ModelAdmin):
+    text_fields = ("properties",)
     list_display = ["occurred_at", "name", "contact", "received_at", "processed_at", "source"]
     list_filter = ["name"]
     search_fields = ["=contact__external_id", "=idempotency_key"]
@@ -794,6 +797,7 @@ class TaskAdmin(ModelAdmin):
 
 
 @admin.register(WebhookCall)
-class WebhookCallAdmin(ReadOnlyMixin, ModelAdmin):
+class WebhookCallAdmin(PersonalDataAdminMixin, ReadOnlyMixin, ModelAdmin):
+    text_fields = ("payload",)  # carries the enrollment's event properties
     list_display = ["created_at", "url", "status", "attempts", "next_attempt_at", "response_status", "last_error"]
     list_filter = ["status"]

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import generics, pagination, serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from config.serializers import ErrorResponseSerializer, InputSerializer
 from consent.api import ContactInSerializer
+from consent.models import Contact
 from consent.services import IdentityConflict
-from journeys import as_code, services
+from journeys import as_code, selectors, services
 from journeys.events import EventIn
-from journeys.models import Journey
+from journeys.models import Enrollment, EnrollmentStatus, Journey, JourneyVersion
 
 EVENT_NAME = r"^[A-Za-z0-9_.:-]+$"
 # Clock skew tolerated on occurred_at.
@@ -36,7 +39,7 @@ class EventContactSerializer(ContactInSerializer):
         self.fields.pop("push_devices")
 
 
-class EventInSerializer(serializers.Serializer):
+class EventInSerializer(InputSerializer):
     name = serializers.RegexField(EVENT_NAME, min_length=1, max_length=100)
     contact = EventContactSerializer()
     properties = serializers.DictField(required=False, default=dict)
@@ -51,8 +54,9 @@ class EventInSerializer(serializers.Serializer):
         return value
 
 
-class EventBatchSerializer(serializers.Serializer):
-    events = EventInSerializer(many=True, min_length=1, max_length=settings.JOURNEYS_EVENTS_PER_REQUEST)
+class EventBatchSerializer(InputSerializer):
+    events = serializers.ListField(child=EventInSerializer(), min_length=1,
+                                   max_length=settings.JOURNEYS_EVENTS_PER_REQUEST)
 
 
 class EventsAcceptedSerializer(serializers.Serializer):
@@ -75,6 +79,7 @@ def _event_in(item: dict, now) -> EventIn:
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _PLAIN_CONTACT_KEYS = frozenset({"external_id", "attributes"})
+_ITEM_KEYS = frozenset({"name", "contact", "properties", "occurred_at", "idempotency_key"})
 
 
 def _plain_text(value: Any, max_length: int) -> bool:
@@ -104,7 +109,7 @@ def _plain_item(item: Any, latest: dt.datetime) -> dict | None:
     """The common item (a contact by external_id, maybe attributes) checked by
     hand, giving exactly what EventInSerializer would; None for anything else,
     which the serializer then validates (and words the errors of)."""
-    if type(item) is not dict:
+    if type(item) is not dict or not item.keys() <= _ITEM_KEYS:
         return None
     name, contact, properties = item.get("name"), item.get("contact"), item.get("properties", {})
     if not (type(name) is str and _PLAIN_NAME.fullmatch(name)
@@ -153,6 +158,8 @@ def validate_events(data: Any) -> list[dict]:
 
 
 class EventsView(APIView):
+    required_scopes = {"POST": "events:write"}
+
     @extend_schema(
         request=EventBatchSerializer,
         responses={202: EventsAcceptedSerializer, 409: OpenApiResponse(description="Identifier belongs to another")},
@@ -182,7 +189,7 @@ class EventsView(APIView):
                         status=status.HTTP_202_ACCEPTED)
 
 
-class JourneyYamlSerializer(serializers.Serializer):
+class JourneyYamlSerializer(InputSerializer):
     yaml = serializers.CharField(min_length=1)
     publish = serializers.BooleanField(default=False)
 
@@ -198,50 +205,36 @@ class JourneyImportedSerializer(serializers.Serializer):
 PROTECTED_PREFIXES = ("support-escalation-",)
 
 
-def key_may_manage_journeys(api_key) -> bool:
-    """Only API keys named in JOURNEYS_API_IMPORT_KEYS (exact name, or a
-    prefix ending in "*") may export or import journeys; by default none."""
-    name = getattr(api_key, "name", "") or ""
-    for allowed in settings.JOURNEYS_API_IMPORT_KEYS:
-        if allowed.endswith("*") and allowed[:-1] and name.startswith(allowed[:-1]):
-            return True
-        if name and name == allowed:
-            return True
-    return False
-
-
 def _forbidden(detail: str) -> Response:
     return Response({"type": "client_error", "errors": [{"code": "permission_denied", "detail": detail,
                                                          "attr": None}]}, status=status.HTTP_403_FORBIDDEN)
 
 
-_NOT_ALLOWED = "this API key may not export or import journeys (JOURNEYS_API_IMPORT_KEYS)"
-
-
 class JourneyExportView(APIView):
+    required_scopes = {"GET": "journeys:read"}
+
     @extend_schema(responses={200: JourneyYamlSerializer, 403: OpenApiResponse(description="Key not allowed")},
                    operation_id="journeys_export")
     def get(self, request, key: str):
-        if not key_may_manage_journeys(request.auth):
-            return _forbidden(_NOT_ALLOWED)
         journey = get_object_or_404(Journey.objects.select_related("live_version"), key=key)
         return Response({"yaml": as_code.export_yaml(journey), "publish": False})
 
 
 class JourneyImportView(APIView):
+    required_scopes = {"POST": "journeys:write"}
+
     @extend_schema(
         request=JourneyYamlSerializer,
         responses={200: JourneyImportedSerializer, 201: JourneyImportedSerializer,
+                   400: ErrorResponseSerializer,
                    403: OpenApiResponse(description="Key not allowed, or a journey support owns")},
         operation_id="journeys_import",
         description="Create or update a journey's draft from YAML (journeys as code). Every problem is "
         "reported with its location (`attr`), and nothing is written unless there is none. `publish` freezes "
-        "the draft as a version, which may wait for a compliance reviewer. Only keys listed in "
-        "JOURNEYS_API_IMPORT_KEYS may call it, and never for `support-escalation-*` journeys.",
+        "the draft as a version, which may wait for a compliance reviewer. Needs the `journeys:write` scope, "
+        "and never imports `support-escalation-*` journeys (support owns them).",
     )
     def post(self, request):
-        if not key_may_manage_journeys(request.auth):
-            return _forbidden(_NOT_ALLOWED)
         serializer = JourneyYamlSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         document, _ = as_code.parse(serializer.validated_data["yaml"])
@@ -270,13 +263,8 @@ class JourneyImportView(APIView):
 
 
 # --- Operators and integrations: enroll contacts, pause, resume, stats ----------------------------
-# The same keys as journeys as code (JOURNEYS_API_IMPORT_KEYS) may call these; support's
-# escalation journeys are read here but changed only through support. (Imports are local so
-# this section stays apart from the events views above.)
-
-from collections.abc import Callable  # noqa: E402
-
-_NOT_MANAGER = "this API key may not manage journeys (JOURNEYS_API_IMPORT_KEYS)"
+# Keys with journeys:write change journeys; support's escalation journeys are read here but
+# changed only through support.
 
 
 def _conflict(detail: str) -> Response:
@@ -286,15 +274,13 @@ def _conflict(detail: str) -> Response:
 
 def _journey_to_change(request, key: str) -> Journey | Response:
     """The journey this key may change, or the 403 to answer."""
-    if not key_may_manage_journeys(request.auth):
-        return _forbidden(_NOT_MANAGER)
     journey = get_object_or_404(Journey, key=key)
     if journey.key.startswith(PROTECTED_PREFIXES):
         return _forbidden("support escalation journeys are managed in support")
     return journey
 
 
-class EnrollmentsInSerializer(serializers.Serializer):
+class EnrollmentsInSerializer(InputSerializer):
     external_ids = serializers.ListField(
         child=serializers.CharField(min_length=1, max_length=128), min_length=1,
         max_length=settings.JOURNEYS_ENROLL_PER_REQUEST,
@@ -320,7 +306,9 @@ class EnrollmentsOutSerializer(serializers.Serializer):
 UNKNOWN_CONTACT = "unknown_contact"
 
 
-class JourneyEnrollmentsView(APIView):
+class JourneyEnrollView(APIView):
+    required_scopes = {"POST": "journeys:write"}
+
     @extend_schema(
         request=EnrollmentsInSerializer,
         responses={202: EnrollmentsOutSerializer, 200: EnrollmentsOutSerializer,
@@ -332,8 +320,6 @@ class JourneyEnrollmentsView(APIView):
         "are reported, not enrolled. 202 when any entered (the next tick runs their first step), else 200.",
     )
     def post(self, request, key: str):
-        from consent.models import Contact
-
         journey = _journey_to_change(request, key)
         if isinstance(journey, Response):
             return journey
@@ -384,6 +370,8 @@ class _JourneyTransitionView(APIView):
 
 
 class JourneyPauseView(_JourneyTransitionView):
+    required_scopes = {"POST": "journeys:write"}
+
     transition = staticmethod(services.journey_pause)
 
     @extend_schema(request=None, responses={200: JourneyStateSerializer, 409: OpenApiResponse(
@@ -394,6 +382,8 @@ class JourneyPauseView(_JourneyTransitionView):
 
 
 class JourneyResumeView(_JourneyTransitionView):
+    required_scopes = {"POST": "journeys:write"}
+
     transition = staticmethod(services.journey_resume)
 
     @extend_schema(request=None, responses={200: JourneyStateSerializer, 409: OpenApiResponse(
@@ -404,6 +394,8 @@ class JourneyResumeView(_JourneyTransitionView):
 
 
 class JourneyStatsView(APIView):
+    required_scopes = {"GET": "journeys:read"}
+
     @extend_schema(
         responses={200: OpenApiResponse(description="totals, steps, lift (overall and by_version)"),
                    403: OpenApiResponse(description="Key not allowed")},
@@ -415,10 +407,6 @@ class JourneyStatsView(APIView):
         "lifts are fractions (0.25 = 25 %); null where there is nothing to divide by.",
     )
     def get(self, request, key: str):
-        from journeys import selectors
-
-        if not key_may_manage_journeys(request.auth):
-            return _forbidden(_NOT_MANAGER)
         journey = get_object_or_404(Journey.objects.select_related("live_version"), key=key)
         lift = selectors.holdout_lift(journey)
         steps = {step: vars(counts) for step, counts in selectors.step_counts(journey).items()}
@@ -429,3 +417,228 @@ class JourneyStatsView(APIView):
             "lift": {**lift.overall.as_dict(),
                      "by_version": {str(n): part.as_dict() for n, part in lift.by_version.items()}},
         })
+
+
+# --- Reading journeys, versions and enrollments; exiting contacts ---------------------------------
+
+class JourneySerializer(serializers.ModelSerializer):
+    live_version = serializers.IntegerField(source="live_version.number", allow_null=True, default=None)
+
+    class Meta:
+        model = Journey
+        fields = ["key", "name", "description", "message_class", "priority", "status", "live_version",
+                  "created_at", "updated_at"]
+
+
+class JourneyVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JourneyVersion
+        fields = ["number", "status", "message_class", "created_by", "created_at", "reviewed_by", "reviewed_at",
+                  "review_note"]
+
+
+class JourneyVersionDetailSerializer(JourneyVersionSerializer):
+    class Meta(JourneyVersionSerializer.Meta):
+        fields = [*JourneyVersionSerializer.Meta.fields, "definition"]
+
+
+class JourneyDetailSerializer(JourneySerializer):
+    versions = JourneyVersionSerializer(many=True)
+
+    class Meta(JourneySerializer.Meta):
+        fields = [*JourneySerializer.Meta.fields, "versions"]
+
+
+class EnrollmentSerializer(serializers.ModelSerializer):
+    journey = serializers.CharField(source="journey.key")
+    version = serializers.IntegerField(source="version.number")
+    contact = serializers.CharField(source="contact.external_id")
+
+    class Meta:
+        model = Enrollment
+        fields = ["id", "journey", "version", "contact", "status", "is_control", "current_step", "next_run_at",
+                  "entered_at", "ended_at", "end_reason"]
+
+
+JOURNEY_EXAMPLE = {"key": "payment-recovery", "name": "Payment recovery", "description": "",
+                   "message_class": "operational", "priority": 70, "status": "active", "live_version": 2,
+                   "created_at": "2026-11-02T09:00:00Z", "updated_at": "2026-11-20T14:10:00Z"}
+ENROLLMENT_EXAMPLE = {"id": 8812, "journey": "payment-recovery", "version": 2, "contact": "cus_1001",
+                      "status": "active", "is_control": False, "current_step": "wait-1d",
+                      "next_run_at": "2026-12-07T09:00:00Z", "entered_at": "2026-12-06T09:00:00Z",
+                      "ended_at": None, "end_reason": ""}
+
+
+class ByKey(pagination.CursorPagination):
+    ordering = "key"
+
+
+class NewestVersionFirst(pagination.CursorPagination):
+    ordering = "-number"
+
+
+class NewestEnrollmentFirst(pagination.CursorPagination):
+    ordering = "-id"
+
+
+class JourneyListView(generics.ListAPIView):
+    required_scopes = {"GET": "journeys:read"}
+    serializer_class = JourneySerializer
+    pagination_class = ByKey
+    filterset_fields = ["status", "message_class"]
+    queryset = Journey.objects.select_related("live_version")
+
+    @extend_schema(operation_id="journeys_list", description="Every journey by key; filter by `status` and "
+                   "`message_class`.", examples=[OpenApiExample("One page", response_only=True, value={
+                       "next": None, "previous": None, "results": [JOURNEY_EXAMPLE]})])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class JourneyDetailView(generics.RetrieveAPIView):
+    required_scopes = {"GET": "journeys:read"}
+    serializer_class = JourneyDetailSerializer
+    lookup_field = "key"
+    queryset = Journey.objects.select_related("live_version").prefetch_related("versions")
+
+    @extend_schema(operation_id="journeys_retrieve", description="One journey with its versions, newest first.",
+                   examples=[OpenApiExample("A live journey", response_only=True, value={
+                       **JOURNEY_EXAMPLE, "versions": [{
+                           "number": 2, "status": "approved", "message_class": "operational",
+                           "created_by": "user:mia_marketer", "created_at": "2026-11-20T14:00:00Z",
+                           "reviewed_by": "user:rob_reviewer", "reviewed_at": "2026-11-20T14:10:00Z",
+                           "review_note": ""}]})])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class JourneyVersionListView(generics.ListAPIView):
+    required_scopes = {"GET": "journeys:read"}
+    serializer_class = JourneyVersionSerializer
+    pagination_class = NewestVersionFirst
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return JourneyVersion.objects.none()
+        return get_object_or_404(Journey, key=self.kwargs["key"]).versions.all()
+
+    @extend_schema(operation_id="journeys_versions_list", description="A journey's published versions, newest "
+                   "first, with their review status.")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class JourneyVersionDetailView(generics.RetrieveAPIView):
+    required_scopes = {"GET": "journeys:read"}
+    serializer_class = JourneyVersionDetailSerializer
+
+    def get_object(self):
+        return get_object_or_404(JourneyVersion, journey__key=self.kwargs["key"], number=self.kwargs["number"])
+
+    @extend_schema(operation_id="journeys_versions_retrieve", description="One version, with the definition "
+                   "(trigger, exits, steps) it froze.")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+def enrollments_page(request, view, queryset):
+    """A cursor page of enrollments, filtered by `contact` (external id) and `status`."""
+    wanted_status = request.query_params.get("status")
+    if wanted_status:
+        if wanted_status not in EnrollmentStatus.values:
+            raise serializers.ValidationError({"status": f"Use one of {', '.join(EnrollmentStatus.values)}."})
+        queryset = queryset.filter(status=wanted_status)
+    if request.query_params.get("contact"):
+        queryset = queryset.filter(contact__external_id=request.query_params["contact"])
+    paginator = NewestEnrollmentFirst()
+    page = paginator.paginate_queryset(queryset.select_related("journey", "version", "contact"), request, view=view)
+    return paginator.get_paginated_response(EnrollmentSerializer(page, many=True).data)
+
+
+ENROLLMENT_FILTERS = [
+    OpenApiParameter("contact", str, description="Contact external id"),
+    OpenApiParameter("status", str, enum=EnrollmentStatus.values),
+    OpenApiParameter("cursor", str, description="From the previous page's next link"),
+]
+PAGINATED_ENROLLMENTS = inline_serializer("PaginatedEnrollmentList", fields={
+    "next": serializers.URLField(allow_null=True), "previous": serializers.URLField(allow_null=True),
+    "results": EnrollmentSerializer(many=True),
+})
+
+
+class JourneyEnrollmentsView(JourneyEnrollView):
+    """POST enrolls (JourneyEnrollView), GET lists."""
+
+    required_scopes = {"POST": "journeys:write", "GET": "journeys:read"}
+
+    @extend_schema(parameters=ENROLLMENT_FILTERS, responses={200: PAGINATED_ENROLLMENTS,
+                                                             400: ErrorResponseSerializer},
+                   operation_id="journeys_enrollments_list",
+                   examples=[OpenApiExample("One page", response_only=True, value={
+                       "next": None, "previous": None, "results": [ENROLLMENT_EXAMPLE]})],
+                   description="A journey's enrollments, newest first; filter by `contact` and `status`.")
+    def get(self, request, key: str):
+        journey = get_object_or_404(Journey, key=key)
+        return enrollments_page(request, self, Enrollment.objects.filter(journey=journey))
+
+
+class EnrollmentDetailView(generics.RetrieveAPIView):
+    required_scopes = {"GET": "journeys:read"}
+    serializer_class = EnrollmentSerializer
+    queryset = Enrollment.objects.select_related("journey", "version", "contact")
+
+    @extend_schema(operation_id="enrollments_retrieve", description="One enrollment: where the contact is in "
+                   "the journey, and how it ended.",
+                   examples=[OpenApiExample("Waiting a day", response_only=True, value=ENROLLMENT_EXAMPLE)])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class ExitsInSerializer(InputSerializer):
+    external_ids = serializers.ListField(
+        child=serializers.CharField(min_length=1, max_length=128), min_length=1,
+        max_length=settings.JOURNEYS_ENROLL_PER_REQUEST,
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class ExitOutcomeSerializer(serializers.Serializer):
+    external_id = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=["exited", "not_enrolled", UNKNOWN_CONTACT])
+
+
+class ExitsOutSerializer(serializers.Serializer):
+    exited = serializers.IntegerField()
+    results = ExitOutcomeSerializer(many=True)
+
+
+class JourneyExitsView(APIView):
+    required_scopes = {"POST": "journeys:write"}
+
+    @extend_schema(
+        request=ExitsInSerializer, responses={200: ExitsOutSerializer,
+                                              403: OpenApiResponse(description="A journey support owns")},
+        operation_id="journeys_exit",
+        description="End these contacts' open enrollments in the journey (as an operator would in the admin) and "
+        "cancel their unsent messages. One outcome per contact, in the order given: `exited`, `not_enrolled` "
+        "(nothing open here) or `unknown_contact`.",
+        examples=[OpenApiExample("Exit one contact", request_only=True,
+                                 value={"external_ids": ["cus_1001"], "reason": "cancelled the order"})],
+    )
+    def post(self, request, key: str):
+        journey = _journey_to_change(request, key)
+        if isinstance(journey, Response):
+            return journey
+        serializer = ExitsInSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        wanted = list(dict.fromkeys(serializer.validated_data["external_ids"]))
+        found = {c.external_id: c for c in Contact.objects.filter(external_id__any=wanted)}
+        exited = services.enrollments_exit_contacts(
+            journey=journey, contacts=list(found.values()), actor=request.auth,
+            reason=serializer.validated_data.get("reason", ""),
+        )
+        results = [{"external_id": external_id,
+                    "outcome": UNKNOWN_CONTACT if external_id not in found
+                    else "exited" if found[external_id].pk in exited else "not_enrolled"}
+                   for external_id in wanted]
+        return Response({"exited": len(exited), "results": results})

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, Value, When
 
+from channels import outbound_webhooks
 from channels.services import SendBatch
 from config.bulk import columns_of, insert_rows, update_rows
 from consent import policy
@@ -190,6 +191,7 @@ def run_batch(enrollments: list[Enrollment], batch: Batch) -> None:
     if batch.sends is None or not run_set_based(ordered, batch):
         run_each(ordered, batch)
     save_enrollments(enrollments)
+    outbound_webhooks.enrollments_ended_emit(statuses={e.pk: e.status for e in enrollments}, at=batch.now)
     # A second execution of the same (enrollment, step, visit) violates the
     # unique constraint and rolls the whole batch back: never a double effect.
     insert_rows(StepExecution, columns_of(StepExecution), batch.executions)
@@ -497,6 +499,7 @@ def enrollments_end_many(
                 end_reason=Case(*[When(pk__in=ids, then=Value(reason)) for reason, ids in by_reason.items()]),
                 ended_at=now, next_run_at=None, current_step_type="", send_pending=False,
             )
+            outbound_webhooks.enrollments_ended_emit(statuses={pk: endings[pk][0] for pk in ended}, at=now)
         cancel = sorted({*ended, *also_cancel})
         if cancel:
             messages_cancel(queryset_filter={"origin_enrollment_id__in": cancel}, reason=cancel_reason, now=now)

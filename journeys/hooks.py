@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from consent.models import Contact
 from journeys.engine import enrollments_end
-from journeys.models import OPEN_ENROLLMENT, Enrollment, EnrollmentStatus, Event, Task
+from journeys.models import OPEN_ENROLLMENT, Enrollment, EnrollmentStatus, Event, Task, WebhookCall
 
 REPLY_EVENT = "message.replied"
 
@@ -91,3 +91,5 @@ def redact_on_erase(contact: Contact) -> None:
     Event.objects.filter(contact=contact).update(properties={"redacted": True})
     Enrollment.objects.filter(contact=contact).update(context={"redacted": True})
     Task.objects.filter(contact=contact).update(description="")
+    # A webhook step's payload carries the enrollment's event properties.
+    WebhookCall.objects.filter(enrollment__contact=contact).update(payload={"redacted": True})

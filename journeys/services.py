@@ -323,6 +323,24 @@ def enrollment_exit(*, enrollment: Enrollment, actor: Actor, reason: str = "", n
     return True
 
 
+def enrollments_exit_contacts(
+    *, journey: Journey, contacts: list[Contact], actor: Actor, reason: str = "", now: dt.datetime | None = None
+) -> set[int]:
+    """Operator or integration: end these contacts' open enrollments in the
+    journey and cancel their unsent messages. Returns the contacts exited."""
+    open_enrollments = dict(
+        Enrollment.objects.filter(journey=journey, contact__in=contacts, status__in=OPEN_ENROLLMENT)
+        .values_list("pk", "contact_id")
+    )
+    if not open_enrollments:
+        return set()
+    ended = enrollments_end(
+        enrollment_ids=list(open_enrollments), status=EnrollmentStatus.EXITED,
+        reason=f"exited by {actor_label(actor)}" + (f": {reason}" if reason else ""), now=now or timezone.now(),
+    )
+    return {open_enrollments[pk] for pk in ended}
+
+
 def enrollments_enroll(
     *, journey: Journey, contacts: list[Contact], actor: Actor, now: dt.datetime | None = None
 ) -> list[Enrollment]:

@@ -18,6 +18,7 @@ from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 from unfold.forms import BaseDialogForm
 
+from consent.masking import mask_address, mask_text, sees_personal_data
 from consent.selectors import consent_state
 from journeys.definition import DefinitionError
 from journeys.services import JourneyError
@@ -207,13 +208,22 @@ class SupportCaseAdmin(ReinforcedGuardedModelAdminMixin, SimpleHistoryAdmin, Mod
         page = selectors.contact_history(
             case.contact, cursor=request.GET.get("before", ""), limit=settings_page_size()
         )
+        notes = list(CaseNote.objects.filter(case=case).select_related("author")[:50])
+        timeline = list(CaseEvent.objects.filter(case=case).order_by("-at", "-id")[:100])
+        if not sees_personal_data(request.user):
+            page = _masked_history(page)
+            # In memory only: what the page shows, not what is stored.
+            for note in notes:
+                note.body = mask_text(note.body)
+            for event in timeline:
+                event.detail = mask_text(event.detail)
         return {
             "case": case,
             "history": page,
             "consent_cells": [c for c in consent_state(case.contact) if c.state != "none"],
             "enrollments": selectors.open_enrollments(case.contact, case=case),
-            "notes": list(CaseNote.objects.filter(case=case).select_related("author")[:50]),
-            "timeline": list(CaseEvent.objects.filter(case=case).order_by("-at", "-id")[:100]),
+            "notes": notes,
+            "timeline": timeline,
         }
 
     def _back(self, object_id) -> HttpResponseRedirect:
@@ -279,6 +289,15 @@ class SupportCaseAdmin(ReinforcedGuardedModelAdminMixin, SimpleHistoryAdmin, Mod
         else:
             messages.success(request, "Assignment saved.")
         return self._back(object_id)
+
+
+def _masked_history(page: selectors.HistoryPage) -> selectors.HistoryPage:
+    """The case page's message history for staff without the personal data permission."""
+    for item in page.items:
+        item.address = mask_address(item.address)
+        item.text = mask_text(item.text)  # a reply may quote an address ("write to me at ...")
+        item.timeline = [{**step, "detail": mask_text(step["detail"])} for step in item.timeline]
+    return page
 
 
 def settings_page_size() -> int:

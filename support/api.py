@@ -7,13 +7,14 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import authentication, pagination, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api_auth import ApiKeyAuthentication, key_may_call
 from config.models import ApiKey
+from config.serializers import ErrorResponseSerializer, InputSerializer
 from consent.models import Contact
 from support import selectors, services
 from support.models import CaseSource, CaseStatus, Category, Priority, SupportCase, Team
@@ -56,7 +57,7 @@ class CaseSerializer(serializers.ModelSerializer):
         ]
 
 
-class CaseCreateSerializer(serializers.Serializer):
+class CaseCreateSerializer(InputSerializer):
     contact = serializers.CharField(min_length=1, max_length=200, help_text="The contact's external id")
     subject = serializers.CharField(min_length=1, max_length=200)
     category = serializers.ChoiceField(choices=Category.choices, default=Category.OTHER)
@@ -69,7 +70,7 @@ class CaseCreateSerializer(serializers.Serializer):
         return contact
 
 
-class CaseUpdateSerializer(serializers.Serializer):
+class CaseUpdateSerializer(InputSerializer):
     status = serializers.ChoiceField(choices=CaseStatus.choices, required=False)
     priority = serializers.ChoiceField(choices=Priority.choices, required=False)
     team = serializers.CharField(required=False, allow_null=True, help_text="Team name; null for none")
@@ -131,7 +132,10 @@ class CaseListView(CaseAuth, APIView):
             OpenApiParameter("status", str, enum=CaseStatus.values),
             OpenApiParameter("cursor", str, description="From the previous page's next link"),
         ],
-        responses={200: CaseSerializer(many=True)},
+        responses={200: inline_serializer("PaginatedCaseList", fields={
+            "next": serializers.URLField(allow_null=True), "previous": serializers.URLField(allow_null=True),
+            "results": CaseSerializer(many=True),
+        }), 400: ErrorResponseSerializer},
         operation_id="cases_list",
     )
     def get(self, request):

@@ -19,6 +19,8 @@ from django.db import transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
+from channels import outbound_webhooks
+from channels.models import WebhookEventType
 from consent.models import Contact
 from consent.services import actor_label
 from support import selectors
@@ -161,6 +163,7 @@ def case_open(
             notify(recipient=agent, case=case, text=f"{case.number} was assigned to you: {case.subject}", now=now)
         _start_escalation(case, now)
         escalation.suppression_rules_apply(case=case, trigger=CaseTrigger.OPENED, now=now)
+        outbound_webhooks.case_emit(event_type=WebhookEventType.CASE_OPENED, case=case)
     return case
 
 
@@ -209,7 +212,9 @@ def case_mark_pending(*, case: SupportCase, actor: Any, reason: str = "", now: d
 
 def case_escalate(*, case: SupportCase, actor: Any, reason: str = "", now: dt.datetime | None = None):
     with transaction.atomic():
-        return _transition(case, to=CaseStatus.ESCALATED, actor=actor, now=now, reason=reason)
+        case = _transition(case, to=CaseStatus.ESCALATED, actor=actor, now=now, reason=reason)
+        outbound_webhooks.case_emit(event_type=WebhookEventType.CASE_ESCALATED, case=case)
+        return case
 
 
 def case_reopen(*, case: SupportCase, actor: Any, reason: str = "", now: dt.datetime | None = None):
@@ -240,6 +245,7 @@ def case_resolve(*, case: SupportCase, actor: Any, reason: str = "", now: dt.dat
         escalation.escalation_stop(case=case, reason=f"case {case.number} resolved", now=now)
         escalation.suppression_rules_apply(case=case, trigger=CaseTrigger.RESOLVED, now=now)
         escalation.escalation_start(case=case, now=now, phase=Phase.RESOLVED)
+        outbound_webhooks.case_emit(event_type=WebhookEventType.CASE_RESOLVED, case=case)
     return case
 
 
@@ -402,7 +408,7 @@ def notify(*, recipient: User, case: SupportCase | None, text: str, now: dt.date
     note = Notification.objects.create(recipient=recipient, case=case, text=text[:300], created_at=now)
     if recipient.email:
         subject, body, to = f"[support] {text[:120]}", _mail_body(case, text), recipient.email
-        transaction.on_commit(lambda: _mail(subject, body, to))
+        transaction.on_commit(lambda: _mail(subject, body, to, note.pk))
     return note
 
 
@@ -412,12 +418,13 @@ def _mail_body(case: SupportCase | None, text: str) -> str:
     return f"{text}\n\n{settings.SITE_URL}/admin/support/supportcase/{case.pk}/change/"
 
 
-def _mail(subject: str, body: str, to: str) -> None:
+def _mail(subject: str, body: str, to: str, notification_id: int) -> None:
     try:
         send_mail(subject, body, settings.SUPPORT_NOTIFY_FROM_EMAIL, [to])
     except Exception as error:
         # The notification row is the record; a mail outage must not undo it.
-        logger.warning("could not email a support notification to %s: %s", to, error)
+        # The id, not the address: logs are no place for personal data.
+        logger.warning("could not email support notification %s: %s", notification_id, error)
 
 
 def notification_mark_read(*, notification: Notification, now: dt.datetime | None = None) -> bool:

@@ -4,6 +4,7 @@ the skip rules for tests that need PostgreSQL or Redis."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import redis
@@ -51,6 +52,16 @@ def _redis_unavailable() -> str:
     except redis.RedisError as error:
         return f"Redis at {url} is unreachable: {error}"
     return ""
+
+
+@pytest.fixture(autouse=True)
+def _no_webhook_endpoints_cached():
+    # Every test starts with no endpoint: say so to the per-process endpoint
+    # cache, or its refresh query (every few seconds) lands at random inside
+    # the query-count tests. Saving an endpoint clears the cache in-process.
+    from channels import outbound_webhooks
+
+    outbound_webhooks._endpoint_cache.update(until=time.monotonic() + 3600, endpoints=())
 
 
 @pytest.fixture(autouse=True)

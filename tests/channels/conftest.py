@@ -140,3 +140,4 @@ def soft_time_limit_when():
     for helper in helpers:
         helper.join(30)
     signal.signal(signal.SIGUSR1, previous)
+

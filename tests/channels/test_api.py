@@ -73,7 +73,7 @@ def test_marketing_templates_are_refused_with_a_field_error(api, contact):
 @pytest.mark.parametrize("body, attr", [
     ({"template_key": "nope"}, "template_key"),
     ({}, "non_field_errors"),
-    ({"ladder": []}, "ladder.non_field_errors"),
+    ({"ladder": []}, "ladder"),
     ({"ladder": [{"channel": "fax", "template_key": "x"}]}, "ladder.0.channel"),
 ])
 def test_bad_input_gets_a_field_error(api, contact, body, attr):

@@ -192,3 +192,13 @@ def test_the_openapi_schema_and_docs_are_served(client):
     assert b"/api/v1/contacts/{external_id}/consent/" in schema.content
     assert b"ApiKeyAuth" in schema.content
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_delete_erases_the_contacts_personal_data_and_a_repeat_is_404(api):
+    ContactFactory(external_id="cus_gone", email="gone@example.com", phone="+14155550199")
+    response = api.delete("/api/v1/contacts/cus_gone/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["erased_at"] and body["email"] == "" and body["phone"] == ""
+    assert not Contact.objects.filter(email="gone@example.com").exists()
+    assert api.delete("/api/v1/contacts/cus_gone/").status_code == 404

@@ -5,7 +5,9 @@ import textwrap
 import pytest
 import yaml
 from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
 
+from config.models import ApiKey
 from journeys.as_code import export_yaml, import_yaml
 from journeys.definition import validate
 from journeys.models import Journey, VersionStatus
@@ -132,14 +134,15 @@ def test_export_command_refuses_an_unknown_key():
 
 
 @pytest.fixture
-def importer(api, settings):
-    """The test API key (named "test-integration") allowed to manage journeys, by prefix."""
-    settings.JOURNEYS_API_IMPORT_KEYS = ["ci-deploy", "test-*"]
+def importer(api):
+    """The test API key, which holds every scope."""
     return api
 
 
-def test_an_api_key_not_allowed_to_manage_journeys_is_refused(api, settings):
-    settings.JOURNEYS_API_IMPORT_KEYS = ["ci-deploy"]
+def test_an_api_key_without_the_journeys_scopes_is_refused(db):
+    _, secret = ApiKey.objects.create_key(name="crm", scopes=["events:write", "contacts:write"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {secret}")
     live_journey("hello", [{"key": "pause", "type": "wait", "duration": "1d"}])
 
     imported = api.post("/api/v1/journeys/import/", {"yaml": GOOD.replace("priority: 40", "priority: 99"),
@@ -147,15 +150,8 @@ def test_an_api_key_not_allowed_to_manage_journeys_is_refused(api, settings):
     exported = api.get("/api/v1/journeys/hello/export/")
 
     assert (imported.status_code, exported.status_code) == (403, 403)
-    assert imported.json()["errors"][0]["code"] == "permission_denied"
+    assert imported.json()["errors"][0]["detail"] == "This API key lacks the scope 'journeys:write'."
     assert Journey.objects.get(key="hello").priority == 50
-
-
-def test_by_default_no_api_key_may_import_journeys(api):
-    response = api.post("/api/v1/journeys/import/", {"yaml": GOOD}, format="json")
-
-    assert response.status_code == 403
-    assert not Journey.objects.exists()
 
 
 def test_no_api_key_may_import_a_support_escalation_journey(importer):
