@@ -11,16 +11,21 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
 from django_celery_beat import admin as beat_admin
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 from unfold.admin import ModelAdmin
+from unfold.decorators import action, display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from config.models import ApiKey
 from config.scopes import SCOPE_CHOICES
+from config.two_factor import devices_remove
 
-for model in (User, Group, APIKey, PeriodicTask, IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
+# TOTP devices are managed by their owner (admin/two-factor/) and reset from the user list.
+for model in (User, Group, APIKey, TOTPDevice,
+              PeriodicTask, IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
     admin.site.unregister(model)
 
 
@@ -29,6 +34,22 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):
     form = UserChangeForm
     add_form = UserCreationForm
     change_password_form = AdminPasswordChangeForm
+    list_display = (*BaseUserAdmin.list_display, "two_factor")
+    actions = ["two_factor_reset"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("totpdevice_set")
+
+    @display(description="Two-factor", boolean=True)
+    def two_factor(self, user):
+        return any(device.confirmed for device in user.totpdevice_set.all())
+
+    @action(description="Reset two-factor sign-in (lost phone)", permissions=["change"])
+    def two_factor_reset(self, request, queryset):
+        for user in queryset:
+            devices_remove(user=user)
+        self.message_user(request, f"Two-factor sign-in reset for {queryset.count()} user(s); they sign in with "
+                                   "their password and can set it up again.")
 
 
 @admin.register(Group)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse
 
 from config.env import env_bool, env_int, env_list, env_str
 
@@ -51,6 +52,8 @@ INSTALLED_APPS = [
     "anymail",
     "axes",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "consent",
     "templates",
     "channels",
@@ -67,6 +70,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified() after a TOTP sign-in
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -309,7 +313,15 @@ UNFOLD = {
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
     "DASHBOARD_CALLBACK": "analytics.dashboard.dashboard_callback",
+    # The login asks for a TOTP code of members who turned two-factor on (config/two_factor.py).
+    "LOGIN": {"form": "config.two_factor.StaffLoginForm"},
+    "ACCOUNT": {"navigation": [
+        {"title": "Change password", "link": lambda request: reverse("admin:password_change")},
+        {"title": "Two-factor sign-in", "link": lambda request: reverse("two_factor")},
+    ]},
 }
+# The name authenticator apps show next to the code.
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Messaging back office")
 
 # --- personal data in logs ---
 # Every handler carries the filter: emails and phones are masked in each line (config/logging.py).

@@ -11,6 +11,7 @@ import support.urls
 import templates.urls
 from config.health import BeatHeartbeat, Broker, HealthView
 from config.metrics import metrics_view
+from config.two_factor import two_factor_view
 
 APP_URLS = [consent.urls, templates.urls, channels.urls, journeys.urls, support.urls, analytics.urls]
 
@@ -18,6 +19,7 @@ api_v1 = [pattern for module in APP_URLS for pattern in module.api_urlpatterns]
 
 urlpatterns = [
     path("", include([pattern for module in APP_URLS for pattern in module.urlpatterns])),
+    path("admin/two-factor/", admin.site.admin_view(two_factor_view), name="two_factor"),
     path("admin/", admin.site.urls),
     path("health/", HealthView.as_view(checks=[Database, Broker, BeatHeartbeat]), name="health"),
     path("metrics", metrics_view, name="metrics"),
