@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 
 from analytics.models import ChannelDay
-from channels.models import MessageStatus, OutboundMessage
+from channels.models import MessageStatus, OutboundMessage, WebhookDelivery, WebhookDeliveryStatus
 from config.health import broker_queue_lengths
 from journeys.models import Enrollment, EnrollmentStatus, WebhookCall, WebhookStatus
 
@@ -53,12 +53,10 @@ def journey_webhook_failures() -> int:
     return WebhookCall.objects.filter(status=WebhookStatus.FAILED).count()
 
 
-def integration_webhook_failures() -> int | None:
-    """Failed deliveries of the outbound integration webhooks (channels).
-    Plug-in point: that feature is being built; until it counts its failed
-    deliveries here, None and the `integrations` sample is left out rather
-    than reported as 0."""
-    return None
+def integration_webhook_failures() -> int:
+    """Outbound integration webhook deliveries (channels) whose retry schedule
+    ran out without a 2xx."""
+    return WebhookDelivery.objects.filter(status=WebhookDeliveryStatus.GIVEN_UP).count()
 
 
 def tick_lag_seconds(now: dt.datetime) -> float:
@@ -87,9 +85,7 @@ class BackofficeCollector:
         failures = GaugeMetricFamily("backoffice_webhook_failures", "Webhook calls that failed after their retries",
                                      labels=["source"])
         failures.add_metric(["journeys"], journey_webhook_failures())
-        integrations = integration_webhook_failures()
-        if integrations is not None:
-            failures.add_metric(["integrations"], integrations)
+        failures.add_metric(["integrations"], integration_webhook_failures())
         yield failures
         yield GaugeMetricFamily("backoffice_tick_lag_seconds", "Now minus the oldest due enrollment's next_run_at",
                                 value=tick_lag_seconds(timezone.now()))

@@ -4,7 +4,7 @@ new endpoint is closed until someone decides who may call it."""
 
 SCOPES = {
     "events:write": "Send events (POST /events/)",
-    "contacts:read": "Read contacts, their consent and message history",
+    "contacts:read": "Read contacts and their consent",
     "contacts:write": "Create, update and erase contacts",
     "consent:write": "Record consent grants and revocations",
     "messages:send": "Send transactional and operational messages",

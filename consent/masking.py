@@ -20,7 +20,7 @@ E164_RE = re.compile(r"(?<![\w+])\+[1-9]\d{6,14}(?!\d)")
 
 def mask_address(address: str) -> str:
     """'jane.doe@example.com' -> 'j***@example.com'; '+447700900123' ->
-    '+44*******23'; anything else (push tokens, ids) keeps 4 characters."""
+    '+44********23'; anything else (push tokens, ids) keeps 4 characters."""
     if not address:
         return ""
     if "@" in address:

@@ -15,7 +15,9 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from analytics.models import ChannelDay
-from channels.models import MessageStatus, OriginKind, OutboundMessage
+from channels.models import MessageStatus, OriginKind, OutboundMessage, WebhookDelivery
+from channels.models import WebhookDeliveryStatus as DS
+from channels.outbound_webhooks import endpoint_create
 from consent.models import Channel
 from journeys.models import Enrollment, EnrollmentStatus, WebhookCall, WebhookStatus
 from tests.channels.factories import contact_with_everything
@@ -104,7 +106,18 @@ def test_webhook_failures_count_failed_journey_webhook_calls_only(client):
     for status in (WebhookStatus.FAILED, WebhookStatus.FAILED, WebhookStatus.PENDING, WebhookStatus.DELIVERED):
         WebhookCall.objects.create(url="https://hooks.example.com/x", payload={}, status=status)
 
-    assert scrape(client)["backoffice_webhook_failures"] == {(("source", "journeys"),): 2}
+    assert scrape(client)["backoffice_webhook_failures"] == {(("source", "journeys"),): 2,
+                                                             (("source", "integrations"),): 0}
+
+
+def test_webhook_failures_count_integration_deliveries_whose_retries_ran_out(client):
+    endpoint = endpoint_create(url="https://crm.example.com/hooks", event_types=["message.sent"])
+    for n, status in enumerate([DS.GIVEN_UP, DS.GIVEN_UP, DS.GIVEN_UP, DS.PENDING, DS.SENDING, DS.SUCCEEDED]):
+        WebhookDelivery.objects.create(endpoint=endpoint, webhook_id=f"msg_metrics_{n}", event_type="message.sent",
+                                       payload={}, status=status, next_attempt_at=NOW, created_at=NOW)
+
+    assert scrape(client)["backoffice_webhook_failures"] == {(("source", "journeys"),): 0,
+                                                             (("source", "integrations"),): 3}
 
 
 def test_tick_lag_is_now_minus_the_oldest_due_active_enrollment(client, contact):
