@@ -313,6 +313,9 @@ UNFOLD = {
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
     "DASHBOARD_CALLBACK": "analytics.dashboard.dashboard_callback",
+    # Grouped by task, each link only for people who may open it (config/navigation.py).
+    "SIDEBAR": {"show_search": True, "show_all_applications": True,
+                "navigation": "config.navigation.sidebar_navigation"},
     # The login asks for a TOTP code of members who turned two-factor on (config/two_factor.py).
     "LOGIN": {"form": "config.two_factor.StaffLoginForm"},
     "ACCOUNT": {"navigation": [

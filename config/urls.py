@@ -10,6 +10,7 @@ import journeys.urls
 import support.urls
 import templates.urls
 from config.health import BeatHeartbeat, Broker, HealthView
+from config.home import home_view
 from config.metrics import metrics_view
 from config.two_factor import two_factor_view
 
@@ -20,6 +21,9 @@ api_v1 = [pattern for module in APP_URLS for pattern in module.api_urlpatterns]
 urlpatterns = [
     path("", include([pattern for module in APP_URLS for pattern in module.urlpatterns])),
     path("admin/two-factor/", admin.site.admin_view(two_factor_view), name="two_factor"),
+    # Each role lands on its own work (config/home.py); the dashboard keeps a URL of its own.
+    path("admin/", admin.site.admin_view(home_view), name="home"),
+    path("admin/dashboard/", admin.site.admin_view(admin.site.index), name="dashboard"),
     path("admin/", admin.site.urls),
     path("health/", HealthView.as_view(checks=[Database, Broker, BeatHeartbeat]), name="health"),
     path("metrics", metrics_view, name="metrics"),

@@ -1,0 +1,118 @@
+"""The admin in a real browser: Playwright driving the system Chromium
+(`/usr/bin/chromium`, installed by `.ci/run` from Debian's packages, never
+downloaded by Playwright) against pytest-django's live server on the
+PostgreSQL test database.
+
+Each flow signs in as the role that does it and saves numbered screenshots
+under `artifacts/screenshots/<test name>/` (README "Testing"), kept by CI as
+artifacts. Without Chromium the tests skip with the reason, unless
+BROWSER_TESTS_REQUIRED is set (as `.ci/run` does), where they fail."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+
+from config import roles
+
+# Playwright's sync API runs an event loop in this thread; the test's own ORM
+# calls are still plain synchronous code, so Django's async guard is lifted.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# Headless, and every feature that would phone home turned off: this machine's
+# network is closed and Chromium would otherwise retry Google's hosts.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+PASSWORD = "browser-pw-for-tests-only"
+VIEWPORT = {"width": 1360, "height": 900}
+
+pytestmark = [pytest.mark.postgres]
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.path.exists(CHROMIUM) or os.environ.get("BROWSER_TESTS_REQUIRED"):
+        return
+    skip = pytest.mark.skip(reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
+    for item in items:
+        if "tests/browser/" in str(item.fspath):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+class Screens:
+    """Numbered screenshots of one test, full page."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.count = 0
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.png"):
+            old.unlink()
+
+    def __call__(self, page, name: str) -> Path:
+        self.count += 1
+        path = self.folder / f"{self.count:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def shot(request) -> Screens:
+    return Screens(SCREENSHOTS / re.sub(r"[^\w.-]+", "_", request.node.name))
+
+
+@pytest.fixture
+def demo(transactional_db):
+    """Roles and the demo workspace (contacts, templates, journeys, cases)."""
+    call_command("setup_roles", verbosity=0)
+    call_command("seed_demo", verbosity=0)
+
+
+def staff_member(username: str, role: str | None, **fields) -> User:
+    user = User.objects.create_user(username=username, password=PASSWORD, is_staff=True, **fields)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def sign_in(chromium, live_server):
+    """sign_in(user) -> a Playwright page signed in through the real login form."""
+    contexts = []
+
+    def open_as(user: User):
+        context = chromium.new_context(viewport=VIEWPORT, base_url=live_server.url)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto("/admin/login/?next=/admin/")
+        page.fill("input[name=username]", user.username)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_load_state()
+        assert "/admin/login/" not in page.url, f"{user.username} could not sign in"
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
+
+
+ROLE = {"marketer": roles.MARKETER, "reviewer": roles.REVIEWER, "agent": roles.AGENT, "operator": roles.OPERATOR}
