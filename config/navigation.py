@@ -47,6 +47,7 @@ NAVIGATION = [
         _model("Journeys", "journeys.Journey", "route"),
         _model("Journey versions", "journeys.JourneyVersion", "history"),
         _model("Enrollments", "journeys.Enrollment", "group_add"),
+        _model("Enrollment imports (CSV)", "journeys.EnrollmentImport", "upload_file"),
         _model("Events", "journeys.Event", "bolt"),
         _model("Entry decisions", "journeys.EntryDecision", "rule"),
         _model("Frequency caps", "journeys.CapRule", "speed"),

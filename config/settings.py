@@ -432,6 +432,8 @@ JOURNEYS_PAUSED_RECHECK_MINUTES = env_int("JOURNEYS_PAUSED_RECHECK_MINUTES", 5)
 # Manual enrollment: a CSV upload is refused above this size or row count; the API takes this many per request.
 JOURNEYS_ENROLL_CSV_MAX_BYTES = env_int("JOURNEYS_ENROLL_CSV_MAX_BYTES", 2 * 1024 * 1024)
 JOURNEYS_ENROLL_CSV_MAX_ROWS = env_int("JOURNEYS_ENROLL_CSV_MAX_ROWS", 10_000)
+# Contacts a CSV import enrolls per transaction: its progress moves, and a stopped run resumes, by this much.
+JOURNEYS_IMPORT_CHUNK_SIZE = env_int("JOURNEYS_IMPORT_CHUNK_SIZE", 500)
 JOURNEYS_ENROLL_PER_REQUEST = env_int("JOURNEYS_ENROLL_PER_REQUEST", 1000)
 
 # --- support app ---

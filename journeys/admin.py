@@ -15,6 +15,7 @@ from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.dateparse import parse_datetime
@@ -37,8 +38,10 @@ from journeys.models import (
     STEP_COLUMNS,
     CapRule,
     Enrollment,
+    EnrollmentImport,
     EntryDecision,
     Event,
+    ImportStatus,
     Journey,
     JourneyStatus,
     JourneyStep,
@@ -524,44 +527,47 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
                    "title": f"Enroll contacts from a CSV file: {journey.name}",
                    "max_rows": settings.JOURNEYS_ENROLL_CSV_MAX_ROWS}
         if request.method == "POST" and "confirm" in request.POST:
-            context.update(self._enroll_confirmed(request, journey))
+            confirmed = self._enroll_confirmed(request, journey)
+            if isinstance(confirmed, HttpResponse):
+                return confirmed
+            context.update(confirmed)
         else:
             form = EnrollCsvForm(request.POST or None, request.FILES or None)
             context["form"] = form
             if request.method == "POST" and form.is_valid():
                 read = form.cleaned_data["file"]
-                context.update(read=read, token=enroll_token(journey, read))
+                context.update(read=read, token=enroll_token(journey, read, request.FILES["file"].name))
         return TemplateResponse(request, "journeys/enroll_csv.html", context)
 
-    def _enroll_confirmed(self, request, journey: Journey) -> dict:
+    def _enroll_confirmed(self, request, journey: Journey) -> dict | HttpResponse:
         try:
             planned = signing.loads(request.POST["confirm"], salt=ENROLL_SALT, max_age=ENROLL_TOKEN_MAX_AGE)
         except signing.BadSignature:
             return {"form": EnrollCsvForm(), "expired": True}
         if planned["journey"] != journey.pk:
             raise PermissionDenied
-        contacts = list(Contact.objects.filter(pk__in=planned["contacts"]))
         try:
-            report = services.enrollments_enroll_report(journey=journey, contacts=contacts, actor=request.user)
+            job = services.enrollment_import_create(
+                journey=journey, contact_ids=planned["contacts"], lines=planned["lines"],
+                problems=planned["problems"], file_name=planned["file_name"], actor=request.user)
         except services.JourneyError as error:
             messages.error(request, str(error))
             return {"form": EnrollCsvForm()}
-        refused = [(contact, *report.refused.get(contact.pk, ("", ""))) for contact in contacts
-                   if contact.pk in report.refused]
-        return {"report": report, "refused": refused, "unknown": planned["unknown"], "bad": planned["bad"],
-                "control": sum(1 for e in report.entered if e.is_control)}
+        messages.info(request, "The contacts are being enrolled in the background; this page shows how far it got. "
+                      "You can leave it and come back from Enrollment imports.")
+        return HttpResponseRedirect(reverse("admin:journeys_enrollmentimport_change", args=[job.pk]))
 
 
 ENROLL_SALT = "journeys.enroll-csv"
 ENROLL_TOKEN_MAX_AGE = 3600  # seconds between reading the file and confirming
 
 
-def enroll_token(journey: Journey, read: selectors.CsvContacts) -> str:
+def enroll_token(journey: Journey, read: selectors.CsvContacts, file_name: str) -> str:
     """What the confirmation enrolls, signed so the second request cannot
     name other contacts or another journey (the file is not uploaded twice)."""
-    return signing.dumps({"journey": journey.pk, "contacts": [c.pk for c in read.contacts],
-                          "unknown": read.unknown, "bad": read.bad},
-                         salt=ENROLL_SALT, compress=True)
+    return signing.dumps({"journey": journey.pk, "contacts": [c.pk for c in read.contacts], "lines": read.lines,
+                          "problems": [(p.line, p.kind, p.message) for p in read.problems],
+                          "file_name": file_name}, salt=ENROLL_SALT, compress=True)
 
 
 def lift_line(lift: selectors.Lift) -> str:
@@ -703,6 +709,50 @@ class ExecutionInline(ReadOnlyMixin, TabularInline):
 
 class ExitForm(BaseDialogForm):
     reason = forms.CharField(required=False)
+
+
+IMPORT_ROWS_SHOWN = 1000
+
+
+@admin.register(EnrollmentImport)
+class EnrollmentImportAdmin(ReadOnlyMixin, JourneyScopedMixin, ModelAdmin):
+    """CSV enrollments as background jobs: a progress bar while they run (the
+    page reloads itself), then a result for every row of the file."""
+
+    list_display = ["journey", "file_name", "status", "progress", "entered", "refused", "skipped", "requested_by",
+                    "requested_at"]
+    list_filter = ["status", "journey"]
+    list_select_related = ["journey"]
+    fields = ["journey", "file_name", "status", "progress", "entered", "control", "refused", "skipped", "error",
+              "requested_by", "requested_at", "started_at", "finished_at", "results"]
+    readonly_fields = fields
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.get_queryset(request).filter(pk=object_id).only("status").first()
+        extra_context = {**(extra_context or {}),
+                         "auto_refresh": job is not None and job.status in (ImportStatus.PENDING, ImportStatus.RUNNING)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @display(description="Progress")
+    def progress(self, job: EnrollmentImport) -> str:
+        if job.status == ImportStatus.PENDING and not job.processed:
+            return "waiting for a worker"
+        share = 100 if not job.total else min(100, round(100 * job.processed / job.total))
+        return render_to_string("unfold/components/progress.html", {
+            "title": f"{job.processed:,} of {job.total:,} contacts", "description": f"{share} %", "value": share})
+
+    @display(description="Result per row")
+    def results(self, job: EnrollmentImport) -> str:
+        rows = list(job.rows.select_related("contact")[:IMPORT_ROWS_SHOWN + 1])
+        if not rows:
+            return "Rows appear here as they are enrolled."
+        more = (f"Showing the first {IMPORT_ROWS_SHOWN:,} rows." if len(rows) > IMPORT_ROWS_SHOWN else "")
+        return format_html(
+            '<table id="import-rows"><tr><th>Line</th><th>Contact</th><th>Outcome</th><th>Detail</th></tr>{}</table>'
+            "<p>{}</p>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+                (row.line, row.contact.external_id if row.contact else "-", row.outcome, row.detail)
+                for row in rows[:IMPORT_ROWS_SHOWN])), more)
 
 
 @admin.register(Enrollment)

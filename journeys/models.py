@@ -416,3 +416,56 @@ class WebhookCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.url} ({self.status})"
+
+
+class ImportStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for a worker"
+    RUNNING = "running", "Enrolling"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class EnrollmentImport(models.Model):
+    """One confirmed CSV upload enrolling contacts into a journey, worked
+    through by a Celery task in chunks. Each chunk's enrollments, its result
+    rows and the `processed` counter commit together, so a run that stops
+    resumes where it left off and its page can be left and come back to."""
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="imports")
+    file_name = models.CharField(max_length=255, blank=True, default="")
+    requested_by = models.CharField(max_length=150)
+    requested_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=10, choices=ImportStatus, default=ImportStatus.PENDING)
+    contact_ids = models.JSONField(help_text="The contacts to enroll, in file order")
+    lines = models.JSONField(help_text="The file line of each contact in contact_ids")
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    entered = models.PositiveIntegerField(default=0)
+    control = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Unknown contacts and bad rows, not enrolled")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.journey.key}: {self.file_name or 'CSV'} ({self.requested_at:%Y-%m-%d %H:%M})"
+
+
+class EnrollmentImportRow(models.Model):
+    """The result of one row of an import: entered (with the enrollment),
+    refused by a rule (why), or skipped (unknown contact, bad row)."""
+
+    enrollment_import = models.ForeignKey(EnrollmentImport, on_delete=models.CASCADE, related_name="rows")
+    line = models.PositiveIntegerField()
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    outcome = models.CharField(max_length=32)
+    detail = models.CharField(max_length=500, blank=True, default="")
+    enrollment = models.ForeignKey(Enrollment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["line", "pk"]
+        indexes = [models.Index(fields=["enrollment_import", "line"], name="import_row_line_idx")]

@@ -2,7 +2,7 @@ from config.roles import AGENT, MARKETER, OPERATOR, REVIEWER
 
 _READ = ["journeys.view_journey", "journeys.view_journeyversion", "journeys.view_enrollment",
          "journeys.view_stepexecution", "journeys.view_entrydecision", "journeys.view_event", "journeys.view_caprule",
-         "journeys.view_task"]
+         "journeys.view_task", "journeys.view_enrollmentimport"]
 
 ROLE_PERMISSIONS = {
     # Marketers build journeys; which ones they may change is granted per journey (owner or team).

@@ -265,6 +265,7 @@ class CsvProblem:
 @dataclass
 class CsvContacts:
     contacts: list[Contact] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # the file line naming each of contacts
     problems: list[CsvProblem] = field(default_factory=list)
     rows: int = 0
 
@@ -346,6 +347,7 @@ def _resolve_csv_contacts(result: CsvContacts, wanted: list[tuple[int, str, str]
         elif contact.pk not in seen:  # a contact named twice is enrolled once
             seen.add(contact.pk)
             result.contacts.append(contact)
+            result.lines.append(line)
     result.problems.sort(key=lambda p: p.line)
 
 

@@ -27,9 +27,12 @@ from journeys.models import (
     OPEN_ENROLLMENT,
     VERSION_TRANSITIONS,
     Enrollment,
+    EnrollmentImport,
+    EnrollmentImportRow,
     EnrollmentStatus,
     EntryDecision,
     EntryOutcome,
+    ImportStatus,
     Journey,
     JourneyStatus,
     JourneyStep,
@@ -387,6 +390,86 @@ def enrollments_enroll_report(
     refused = {contact_id: (outcome, detail) for contact_id, outcome, detail in decisions
                if contact_id not in entered_ids}
     return EnrollReport(entered=entered, refused=refused)
+
+
+# Outcomes of the rows an import skips without enrolling (EntryOutcome covers the rest).
+SKIPPED_OUTCOME = {"unknown": "unknown_contact", "bad": "bad_row"}
+
+
+def enrollment_import_create(*, journey: Journey, contact_ids: list[int], lines: list[int],
+                             problems: list[tuple[int, str, str]], file_name: str, actor: Actor) -> EnrollmentImport:
+    """A confirmed CSV upload: the rows it skips are recorded at once, the
+    contacts are enrolled by a worker (enrollment_import_run) once this commits."""
+    journey = Journey.objects.select_related("live_version").get(pk=journey.pk)
+    if journey.status != JourneyStatus.ACTIVE or journey.live_version is None:
+        raise JourneyError("only an active journey takes enrollments")
+    with transaction.atomic():
+        job = EnrollmentImport.objects.create(
+            journey=journey, file_name=file_name[:255], requested_by=actor_label(actor), contact_ids=contact_ids,
+            lines=lines, total=len(contact_ids), skipped=len(problems))
+        EnrollmentImportRow.objects.bulk_create(
+            EnrollmentImportRow(enrollment_import=job, line=line, outcome=SKIPPED_OUTCOME[kind], detail=message[:500])
+            for line, kind, message in problems)
+        transaction.on_commit(lambda: _enqueue_import(job.pk))
+    return job
+
+
+def _enqueue_import(import_id: int) -> None:
+    from journeys.tasks import run_enrollment_import
+
+    run_enrollment_import.delay(import_id)
+
+
+def enrollment_import_run(*, import_id: int, chunk_size: int | None = None) -> EnrollmentImport:
+    """Enroll an import's contacts a chunk at a time. Each chunk locks the
+    import row, enrolls, writes its result rows and moves `processed` in one
+    transaction: a second worker waits its turn, and a run that dies resumes
+    at the first chunk that did not commit."""
+    chunk_size = chunk_size or settings.JOURNEYS_IMPORT_CHUNK_SIZE
+    while True:
+        with transaction.atomic():
+            job = EnrollmentImport.objects.select_for_update().select_related("journey").get(pk=import_id)
+            if job.status in (ImportStatus.DONE, ImportStatus.FAILED):
+                return job
+            now = timezone.now()
+            if job.processed >= job.total:
+                job.status, job.finished_at = ImportStatus.DONE, now
+                job.save(update_fields=["status", "finished_at"])
+                return job
+            if job.status == ImportStatus.PENDING:
+                job.status, job.started_at = ImportStatus.RUNNING, now
+            try:
+                _import_chunk(job, chunk_size, now)
+            except JourneyError as error:
+                job.status, job.finished_at = ImportStatus.FAILED, now
+                job.error = (f"{error}: stopped after {job.processed:,} of {job.total:,} contacts; "
+                             "resume the journey and upload the rest again")
+            job.save()
+
+
+def _import_chunk(job: EnrollmentImport, chunk_size: int, now: dt.datetime) -> None:
+    start = job.processed
+    ids, lines = job.contact_ids[start:start + chunk_size], job.lines[start:start + chunk_size]
+    contacts = Contact.objects.in_bulk(ids)
+    present = [contacts[pk] for pk in ids if pk in contacts]
+    report = enrollments_enroll_report(journey=job.journey, contacts=present, actor=job.requested_by, now=now)
+    entered = {e.contact_id: e for e in report.entered}
+    rows = []
+    for pk, line in zip(ids, lines, strict=True):
+        contact = contacts.get(pk)
+        if contact is None:
+            rows.append(EnrollmentImportRow(enrollment_import=job, line=line, outcome=SKIPPED_OUTCOME["unknown"],
+                                            detail="the contact was deleted after the file was read"))
+            continue
+        outcome, detail, enrollment = report.outcome_of(contact)
+        rows.append(EnrollmentImportRow(enrollment_import=job, line=line, contact=contact, outcome=outcome,
+                                        detail=detail[:500], enrollment=entered.get(pk)))
+    EnrollmentImportRow.objects.bulk_create(rows)
+    job.processed = start + len(ids)
+    job.entered += len(report.entered)
+    job.control += sum(1 for e in report.entered if e.is_control)
+    job.refused += len(present) - len(report.entered)
+    job.skipped += len(ids) - len(present)
 
 
 def enrollment_start(

@@ -11,7 +11,8 @@ from django.utils import timezone
 from journeys.tick_hooks import run_tick_hooks
 from journeys.webhooks import SIGNATURE_HEADER, sign
 
-__all__ = ["SIGNATURE_HEADER", "deliver_webhook", "enqueue_due_webhooks", "process_events_task", "sign", "tick"]
+__all__ = ["SIGNATURE_HEADER", "deliver_webhook", "enqueue_due_webhooks", "process_events_task",
+           "run_enrollment_import", "sign", "tick"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,3 +70,10 @@ def enqueue_due_webhooks(now) -> int:
     for call_id in ids:
         deliver_webhook.delay(call_id)
     return len(ids)
+
+
+@shared_task(name="journeys.run_enrollment_import", ignore_result=True)
+def run_enrollment_import(import_id: int) -> str:
+    from journeys.services import enrollment_import_run
+
+    return enrollment_import_run(import_id=import_id).status

@@ -1,6 +1,7 @@
 """Manual enrollment from a CSV upload in the admin: the file is read and
-every problem listed by line, then the operator confirms and the contacts
-it named are enrolled through enrollments_enroll (re-entry rules apply)."""
+every problem listed by line, then the operator confirms and a background
+import enrolls the contacts it named through enrollments_enroll (re-entry
+rules apply), a chunk at a time, with a progress bar and a result per row."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from journeys import services
-from journeys.models import Enrollment, EntryDecision
+from journeys.models import Enrollment, EnrollmentImport, EntryDecision, ImportStatus
 from tests.consent.factories import ContactFactory
 from tests.journeys.factories import live_journey
 
@@ -36,6 +39,20 @@ def confirm(client, journey, preview):
     return client.post(reverse("admin:journeys_journey_enroll_csv", args=[journey.pk]), {"confirm": token})
 
 
+def confirm_and_run(client, journey, preview):
+    """Confirm, do the worker's job, and read the import's page."""
+    answer = confirm(client, journey, preview)
+    assert answer.status_code == 302, text_of(answer)
+    job = EnrollmentImport.objects.get()
+    assert answer["Location"] == reverse("admin:journeys_enrollmentimport_change", args=[job.pk])
+    waiting = client.get(answer["Location"]).content.decode()
+    assert "waiting for a worker" in waiting and 'http-equiv="refresh"' in waiting  # it reloads until done
+    services.enrollment_import_run(import_id=job.pk)
+    done = client.get(answer["Location"])
+    assert 'http-equiv="refresh"' not in done.content.decode()
+    return done
+
+
 def text_of(response) -> str:
     return re.sub(r"\s+", " ", response.content.decode().replace("&#x27;", "'"))
 
@@ -56,12 +73,15 @@ def test_the_file_is_read_with_each_problem_by_line_and_enrolled_only_on_confirm
     assert "Enroll 2 contacts, skipping the rows listed above" in page
     assert not Enrollment.objects.exists()
 
-    result = text_of(confirm(admin_client, journey, preview))
+    result = text_of(confirm_and_run(admin_client, journey, preview))
 
-    assert "Entered: 2" in result
-    assert "Refused by rule: 0" in result
-    assert "Unknown contacts (not enrolled): 1" in result
-    assert "Bad rows (not enrolled): 2" in result
+    job = EnrollmentImport.objects.get()
+    assert (job.status, job.total, job.processed, job.entered, job.refused, job.skipped) == ("done", 2, 2, 2, 0, 3)
+    assert "2 of 2 contacts" in result
+    assert f"<td>2</td><td>{first.external_id}</td><td>entered</td>" in result
+    assert "<td>3</td><td>-</td><td>unknown_contact</td><td>no contact has external_id 'ghost'</td>" in result
+    assert "<td>6</td><td>-</td><td>bad_row</td><td>3 cells but the header names 2 columns</td>" in result
+    assert f"<td>5</td><td>{second.external_id}</td><td>entered</td>" in result
     assert set(Enrollment.objects.values_list("contact", flat=True)) == {first.pk, second.pk}
     assert EntryDecision.objects.filter(outcome="entered", event__isnull=True).count() == 2
 
@@ -76,13 +96,14 @@ def test_contacts_are_found_by_email_or_phone_and_the_reentry_rule_still_refuses
 
     preview = upload(admin_client, journey, csv_text)
     page = text_of(preview)
-    result = text_of(confirm(admin_client, journey, preview))
+    result = text_of(confirm_and_run(admin_client, journey, preview))
 
     assert "To enroll: 2" in page
     assert "<td>4</td><td>bad row</td><td>'not-a-phone' is not a phone number" in page
     assert f"was merged into '{new.external_id}'" in page
-    assert "Entered: 1" in result and "Refused by rule: 1" in result
-    assert (f"<td>{again.external_id}</td><td>already_enrolled</td>"
+    job = EnrollmentImport.objects.get()
+    assert (job.entered, job.refused) == (1, 1)
+    assert (f"<td>2</td><td>{again.external_id}</td><td>already_enrolled</td>"
             "<td>an enrollment in this journey is still open</td>") in result
     assert Enrollment.objects.filter(contact=new).exists()
     assert Enrollment.objects.filter(contact=again).count() == 1
@@ -134,7 +155,45 @@ def test_a_paused_journey_takes_no_csv_enrollment(admin_client, journey):
     response = confirm(admin_client, journey, preview)
 
     assert "only an active journey takes enrollments" in text_of(response)
-    assert not Enrollment.objects.exists()
+    assert not Enrollment.objects.exists() and not EnrollmentImport.objects.exists()
+
+
+def test_a_journey_paused_while_its_import_runs_stops_it_with_what_was_done(admin_client, journey, settings):
+    settings.JOURNEYS_IMPORT_CHUNK_SIZE = 2
+    contacts = ContactFactory.create_batch(5)
+    confirm(admin_client, journey, upload(admin_client, journey,
+                                          "external_id\n" + "\n".join(c.external_id for c in contacts)))
+    job = EnrollmentImport.objects.get()
+    with transaction.atomic():  # the first chunk, as a worker that then stopped
+        locked = EnrollmentImport.objects.select_for_update().get(pk=job.pk)
+        services._import_chunk(locked, 2, timezone.now())
+        locked.save()
+    services.journey_pause(journey=journey, actor="ops")
+
+    job = services.enrollment_import_run(import_id=job.pk)
+
+    assert (job.status, job.processed, job.entered) == (ImportStatus.FAILED, 2, 2)
+    assert "stopped after 2 of 5 contacts" in job.error
+    assert Enrollment.objects.count() == 2
+
+
+def test_a_stopped_import_resumes_where_it_left_off_and_enrolls_each_contact_once(admin_client, journey, settings):
+    settings.JOURNEYS_IMPORT_CHUNK_SIZE = 2
+    contacts = ContactFactory.create_batch(5)
+    confirm(admin_client, journey, upload(admin_client, journey,
+                                          "external_id\n" + "\n".join(c.external_id for c in contacts)))
+    job = EnrollmentImport.objects.get()
+    with transaction.atomic():
+        locked = EnrollmentImport.objects.select_for_update().get(pk=job.pk)
+        services._import_chunk(locked, 2, timezone.now())
+        locked.save()
+
+    job = services.enrollment_import_run(import_id=job.pk)
+    services.enrollment_import_run(import_id=job.pk)  # a redelivered task finds it done
+
+    assert (job.status, job.processed, job.entered, job.refused) == (ImportStatus.DONE, 5, 5, 0)
+    assert job.rows.count() == 5 and Enrollment.objects.count() == 5
+    assert list(job.rows.values_list("line", flat=True)) == [2, 3, 4, 5, 6]
 
 
 def test_confirming_costs_the_same_queries_for_five_or_twenty_contacts(admin_client, journey):
@@ -144,8 +203,11 @@ def test_confirming_costs_the_same_queries_for_five_or_twenty_contacts(admin_cli
     def queries_for(n: int) -> int:
         contacts = ContactFactory.create_batch(n)
         preview = upload(admin_client, journey, "external_id\n" + "\n".join(c.external_id for c in contacts))
+        EnrollmentImport.objects.all().delete()
+        confirm(admin_client, journey, preview)
+        job = EnrollmentImport.objects.get()
         with CaptureQueriesContext(connection) as captured:
-            assert f"Entered: {n}" in text_of(confirm(admin_client, journey, preview))
+            assert services.enrollment_import_run(import_id=job.pk).entered == n
         return len(captured)
 
     assert queries_for(5) == queries_for(20)
