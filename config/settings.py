@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified() after a TOTP sign-in
     "django.contrib.messages.middleware.MessageMiddleware",
+    "config.dialogs.HtmxRedirectMiddleware",  # action dialogs navigate after success (config/dialogs.py)
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "config.idempotency.IdempotencyMiddleware",
