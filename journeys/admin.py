@@ -344,7 +344,15 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
         return journey is not None and selectors.can_publish(request.user, journey)
 
     def has_pause_permission(self, request, object_id=None) -> bool:
-        return request.user.has_perm("journeys.pause_journey")
+        """Pause shows on an active journey only, Resume (below) on a paused one."""
+        return request.user.has_perm("journeys.pause_journey") and self._status_is(object_id, JourneyStatus.ACTIVE)
+
+    def has_resume_permission(self, request, object_id=None) -> bool:
+        return request.user.has_perm("journeys.pause_journey") and self._status_is(object_id, JourneyStatus.PAUSED)
+
+    @staticmethod
+    def _status_is(object_id, status: str) -> bool:
+        return object_id is None or Journey.objects.filter(pk=object_id, status=status).exists()
 
     def has_simulate_permission(self, request, object_id=None) -> bool:
         return request.user.has_perm("journeys.simulate_journey")
@@ -433,7 +441,7 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
     def pause(self, request: HttpRequest, object_id):
         return self._transition(request, object_id, services.journey_pause, "Paused: enrollments wait where they are.")
 
-    @action(description="Resume", url_path="resume", permissions=["pause"])
+    @action(description="Resume", url_path="resume", permissions=["resume"])
     def resume(self, request: HttpRequest, object_id):
         return self._transition(request, object_id, services.journey_resume, "Resumed.")
 
@@ -656,7 +664,9 @@ class JourneyVersionAdmin(ReadOnlyMixin, JourneyScopedMixin, ModelAdmin):
     actions_detail = ["approve", "reject"]
 
     def has_approve_permission(self, request, object_id=None) -> bool:
-        return request.user.has_perm(selectors.APPROVE_PERM)
+        """Approve and Reject show only on a version that waits for review."""
+        return request.user.has_perm(selectors.APPROVE_PERM) and (
+            object_id is None or JourneyVersion.objects.filter(pk=object_id, status=VersionStatus.IN_REVIEW).exists())
 
     @display(description="Definition")
     def definition_yaml(self, version: JourneyVersion) -> str:

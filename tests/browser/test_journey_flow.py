@@ -156,6 +156,7 @@ def test_a_journey_is_built_simulated_approved_and_paused_by_its_roles(demo, sig
     shot(rex, "reviewer-approves-version-1")
     submit_dialog(rex, "Approve", "Approved")
     expect(shown(rex, "Status")).to_contain_text("Approved")
+    expect(rex.get_by_role("link", name="Approve", exact=True)).to_have_count(0)  # nothing left to approve
     expect(shown(rex, "Review note")).to_have_text("Offer wording and STOP text checked.")
     expect(shown(rex, "Reviewed by")).to_have_text("user:rex_journey")
     version.refresh_from_db()
@@ -183,6 +184,9 @@ def test_a_journey_is_built_simulated_approved_and_paused_by_its_roles(demo, sig
     otto.get_by_role("link", name="Pause").click()
     expect(otto.get_by_text("Paused: enrollments wait where they are.")).to_be_visible()
     expect(shown(otto, "Status")).to_contain_text("Paused")
+    # Only the action that fits the state is offered.
+    expect(otto.get_by_role("link", name="Resume", exact=True)).to_be_visible()
+    expect(otto.get_by_role("link", name="Pause", exact=True)).to_have_count(0)
     expect(shown(otto, "Enrollments")).to_contain_text("paused: 1")
     diagram = otto.locator("svg").filter(has_text="sms-now")
     expect(diagram).to_contain_text("waiting 1")  # the paused enrollment keeps its place at the first step
