@@ -231,6 +231,7 @@ class StepInline(TabularInline):
     fields = ["position", "key", "type", "next", "template", "duration", "options_yaml"]
     ordering_field = "position"
     hide_ordering_field = True
+    hide_title = True  # a row's caption would only repeat its key
     verbose_name = "step"
     verbose_name_plural = "Steps (the draft; the first step starts the journey)"
 
@@ -312,7 +313,7 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
             return [(None, {"fields": main}), ("Draft", {"fields": ["settings_yaml"]})]
         return [
             (None, {"fields": [*main, "status", "live_version"]}),
-            ("Diagram (live version, live counts)", {"fields": ["diagram", "totals", "lift"]}),
+            ("Diagram (the live version with live counts; the draft until one is live)", {"fields": ["diagram", "totals", "lift"]}),
             *([("Outcomes (daily rollups)", {"fields": ["outcomes"]})] if JOURNEY_PANELS else []),
             ("Draft", {"fields": ["settings_yaml"]}),
             ("Record", {"fields": ["created_at", "updated_at"]}),
