@@ -1,0 +1,68 @@
+"""A compliance reviewer runs this week's audit export from the browser: a
+wrong week is refused on the form, the request is written by a real Celery
+worker while the page shows its progress, and the files download."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from analytics.models import AuditExport, ExportStatus
+from tests.browser.conftest import ROLE, staff_member
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.fixture(scope="session")
+def celery_config():
+    from django.conf import settings
+
+    return {"broker_url": settings.CELERY_BROKER_URL, "result_backend": None, "task_ignore_result": True,
+            "task_acks_late": True, "worker_prefetch_multiplier": 1}
+
+
+@pytest.fixture(scope="session")
+def celery_worker_parameters():
+    return {"perform_ping_check": False, "queues": ("celery",)}
+
+
+@pytest.fixture(scope="session")
+def celery_includes():
+    return ["analytics.tasks"]
+
+
+def test_a_reviewer_runs_and_downloads_an_audit_export(demo, sign_in, shot, celery_worker, settings, tmp_path):
+    settings.AUDIT_EXPORT_ROOT = tmp_path
+    year, week, _ = timezone.now().isocalendar()  # the demo's messages were made just now
+    this_week = f"{year}-W{week:02d}"
+    rob = sign_in(staff_member("rob_export", ROLE["reviewer"]))
+
+    rob.locator("#your-work").get_by_role("link", name="All audit exports →").click()
+    rob.get_by_role("link", name="Add audit export").first.click()
+    rob.get_by_label("Week").fill(f"{year + 1}-W01")
+    rob.get_by_role("button", name="Save", exact=True).click()
+    expect(rob.get_by_text("has not started yet; pick a past or the current week.")).to_be_visible()
+    assert not AuditExport.objects.exists()
+
+    rob.get_by_label("Week").fill(this_week)
+    shot(rob, "reviewer-requests-an-export")
+    rob.get_by_role("button", name="Save", exact=True).click()
+    expect(rob.get_by_text("The export runs in the background; this page shows its progress.")).to_be_visible()
+
+    # The page reloads itself while the worker writes; the files appear once it is complete.
+    expect(rob.get_by_role("link", name="messages.csv")).to_be_visible(timeout=60_000)
+    export = AuditExport.objects.get()
+    assert (export.week, export.status, export.requested_by) == (this_week, ExportStatus.COMPLETE, "user:rob_export")
+    shot(rob, "reviewer-export-complete")
+
+    with rob.expect_download() as download:
+        rob.get_by_role("link", name="messages.csv").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8-sig"))))
+    assert download.value.suggested_filename.endswith("messages.csv")
+    assert rows and {"message_id", "contact", "channel", "address_masked", "final_status"} <= set(rows[0])
+    assert all("@" not in row["address_masked"] or "***@" in row["address_masked"] for row in rows)
