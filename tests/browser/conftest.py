@@ -20,10 +20,6 @@ from django.core.management import call_command
 
 from config import roles
 
-# Playwright's sync API runs an event loop in this thread; the test's own ORM
-# calls are still plain synchronous code, so Django's async guard is lifted.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # Headless, and every feature that would phone home turned off: this machine's
 # network is closed and Chromium would otherwise retry Google's hosts.
@@ -46,8 +42,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module", autouse=True)
+def _orm_beside_playwright():
+    # Playwright's sync API keeps an event loop in this thread while a browser
+    # is open; the test's own ORM calls (and the database teardown) are still
+    # plain synchronous code, so Django's async guard is lifted for the browser
+    # modules only, never process-wide (`check --deploy` would rightly refuse it).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture(scope="module")
 def chromium():
+    """One browser per test module, closed with it, so no event loop outlives
+    the browser tests in this process."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
