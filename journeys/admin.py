@@ -313,7 +313,8 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
             return [(None, {"fields": main}), ("Draft", {"fields": ["settings_yaml"]})]
         return [
             (None, {"fields": [*main, "status", "live_version"]}),
-            ("Diagram (the live version with live counts; the draft until one is live)", {"fields": ["diagram", "totals", "lift"]}),
+            ("Diagram (the live version with live counts; the draft until one is live)",
+             {"fields": ["diagram", "totals", "lift"]}),
             *([("Outcomes (daily rollups)", {"fields": ["outcomes"]})] if JOURNEY_PANELS else []),
             ("Draft", {"fields": ["settings_yaml"]}),
             ("Record", {"fields": ["created_at", "updated_at"]}),

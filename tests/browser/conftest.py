@@ -124,4 +124,10 @@ def sign_in(chromium, live_server):
         context.close()
 
 
+def shown(page, label: str):
+    """The read-only value an admin page shows next to a field label (Status, Enrollments)."""
+    line = page.locator(".field-line").filter(has=page.locator("label", has_text=re.compile(f"^{label}$")))
+    return line.locator(".readonly")
+
+
 ROLE = {"marketer": roles.MARKETER, "reviewer": roles.REVIEWER, "agent": roles.AGENT, "operator": roles.OPERATOR}

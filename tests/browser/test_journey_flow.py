@@ -26,7 +26,7 @@ from playwright.sync_api import expect
 
 from journeys.models import Enrollment, EnrollmentStatus, Journey, JourneyStatus, JourneyVersion, VersionStatus
 from journeys.selectors import can_change, can_publish
-from tests.browser.conftest import ROLE, staff_member
+from tests.browser.conftest import ROLE, shown, staff_member
 
 pytestmark = pytest.mark.postgres
 
@@ -43,12 +43,6 @@ STEPS = [
 def step_row(page, index: int):
     """The index-th row of the step editor (the tabular inline has no labels per cell)."""
     return page.locator("#steps-data tr.form-row:not(.empty-form)").nth(index)
-
-
-def shown(page, label: str):
-    """The read-only value the page shows next to a field label (Status, Enrollments)."""
-    line = page.locator(".field-line").filter(has=page.locator("label", has_text=re.compile(f"^{label}$")))
-    return line.locator(".readonly")
 
 
 def tall_shot(shot, page, name: str) -> None:
