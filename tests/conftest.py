@@ -78,6 +78,27 @@ def _person(username: str, group: str | None) -> User:
     return user
 
 
+# The real Celery worker some tests start (celery.contrib.pytest's celery_worker),
+# on the real Redis broker, acking late as production does. Each test folder or
+# module names the task modules its worker loads (celery_includes).
+@pytest.fixture(scope="session")
+def celery_config():
+    return {
+        "broker_url": settings.CELERY_BROKER_URL,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": {"visibility_timeout": 3600},
+    }
+
+
+@pytest.fixture(scope="session")
+def celery_worker_parameters():
+    return {"perform_ping_check": False, "queues": ("celery",)}
+
+
 @pytest.fixture
 def marketer(db) -> User:
     return _person("mia_marketer", roles.MARKETER)

@@ -108,19 +108,5 @@ def week(db, settings) -> Week:
 
 
 @pytest.fixture(scope="session")
-def celery_config():
-    from django.conf import settings
-
-    return {"broker_url": settings.CELERY_BROKER_URL, "result_backend": None, "task_ignore_result": True,
-            "task_acks_late": True, "worker_prefetch_multiplier": 1,
-            "broker_transport_options": {"visibility_timeout": 3600}}
-
-
-@pytest.fixture(scope="session")
-def celery_worker_parameters():
-    return {"perform_ping_check": False, "queues": ("celery",)}
-
-
-@pytest.fixture(scope="session")
 def celery_includes():
     return ["analytics.tasks"]

@@ -1,5 +1,5 @@
 """Channels fixtures: a contact reachable everywhere, approved templates per
-channel, console accounts, a real Celery worker configuration, and the
+channel, console accounts, and the
 soft time limit raised at a chosen moment."""
 
 from __future__ import annotations
@@ -37,26 +37,6 @@ def push_template(db):
 @pytest.fixture
 def console_accounts(db):
     return {channel: factories.account(channel) for channel in Channel.values}
-
-
-@pytest.fixture(scope="session")
-def celery_config():
-    from django.conf import settings
-
-    return {
-        "broker_url": settings.CELERY_BROKER_URL,
-        "result_backend": None,
-        "task_ignore_result": True,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "broker_transport_options": {"visibility_timeout": 3600},
-    }
-
-
-@pytest.fixture(scope="session")
-def celery_worker_parameters():
-    return {"perform_ping_check": False, "queues": ("celery",)}
 
 
 @pytest.fixture(scope="session")

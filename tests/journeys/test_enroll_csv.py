@@ -158,16 +158,21 @@ def test_a_paused_journey_takes_no_csv_enrollment(admin_client, journey):
     assert not Enrollment.objects.exists() and not EnrollmentImport.objects.exists()
 
 
-def test_a_journey_paused_while_its_import_runs_stops_it_with_what_was_done(admin_client, journey, settings):
+def import_of_five_stopped_after_its_first_chunk(client, journey, settings) -> EnrollmentImport:
+    """A confirmed import of five contacts whose worker committed one chunk of two, then stopped."""
     settings.JOURNEYS_IMPORT_CHUNK_SIZE = 2
     contacts = ContactFactory.create_batch(5)
-    confirm(admin_client, journey, upload(admin_client, journey,
-                                          "external_id\n" + "\n".join(c.external_id for c in contacts)))
+    confirm(client, journey, upload(client, journey, "external_id\n" + "\n".join(c.external_id for c in contacts)))
     job = EnrollmentImport.objects.get()
-    with transaction.atomic():  # the first chunk, as a worker that then stopped
+    with transaction.atomic():
         locked = EnrollmentImport.objects.select_for_update().get(pk=job.pk)
         services._import_chunk(locked, 2, timezone.now())
         locked.save()
+    return job
+
+
+def test_a_journey_paused_while_its_import_runs_stops_it_with_what_was_done(admin_client, journey, settings):
+    job = import_of_five_stopped_after_its_first_chunk(admin_client, journey, settings)
     services.journey_pause(journey=journey, actor="ops")
 
     job = services.enrollment_import_run(import_id=job.pk)
@@ -178,15 +183,7 @@ def test_a_journey_paused_while_its_import_runs_stops_it_with_what_was_done(admi
 
 
 def test_a_stopped_import_resumes_where_it_left_off_and_enrolls_each_contact_once(admin_client, journey, settings):
-    settings.JOURNEYS_IMPORT_CHUNK_SIZE = 2
-    contacts = ContactFactory.create_batch(5)
-    confirm(admin_client, journey, upload(admin_client, journey,
-                                          "external_id\n" + "\n".join(c.external_id for c in contacts)))
-    job = EnrollmentImport.objects.get()
-    with transaction.atomic():
-        locked = EnrollmentImport.objects.select_for_update().get(pk=job.pk)
-        services._import_chunk(locked, 2, timezone.now())
-        locked.save()
+    job = import_of_five_stopped_after_its_first_chunk(admin_client, journey, settings)
 
     job = services.enrollment_import_run(import_id=job.pk)
     services.enrollment_import_run(import_id=job.pk)  # a redelivered task finds it done

@@ -18,23 +18,10 @@ from tests.journeys.factories import live_journey
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.usefixtures("email_template")]
 
 
-@pytest.fixture(scope="session")
-def celery_config():
-    from django.conf import settings
-
-    return {"broker_url": settings.CELERY_BROKER_URL, "result_backend": None, "task_ignore_result": True,
-            "task_acks_late": True, "worker_prefetch_multiplier": 1}
-
-
-@pytest.fixture(scope="session")
-def celery_worker_parameters():
-    return {"perform_ping_check": False, "queues": ("celery",)}
-
 
 @pytest.fixture(scope="session")
 def celery_includes():
     return ["journeys.tasks"]
-
 
 @pytest.mark.django_db(transaction=True)
 def test_an_upload_confirmed_in_the_admin_is_enrolled_by_the_worker_in_chunks(admin_client, celery_worker,
