@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -367,10 +368,15 @@ class EnrollReport:
     entered: list[Enrollment] = field(default_factory=list)
     refused: dict[int, tuple[str, str]] = field(default_factory=dict)
 
+    @cached_property
+    def _entered_by_contact(self) -> dict[int, Enrollment]:
+        return {enrollment.contact_id: enrollment for enrollment in self.entered}
+
     def outcome_of(self, contact: Contact) -> tuple[str, str, Enrollment | None]:
-        for enrollment in self.entered:
-            if enrollment.contact_id == contact.pk:
-                return EntryOutcome.ENTERED, "control group (holdout)" if enrollment.is_control else "", enrollment
+        """One dict lookup: callers ask for every contact of a batch of up to 1,000."""
+        enrollment = self._entered_by_contact.get(contact.pk)
+        if enrollment is not None:
+            return EntryOutcome.ENTERED, "control group (holdout)" if enrollment.is_control else "", enrollment
         outcome, detail = self.refused.get(contact.pk, (EntryOutcome.ALREADY_ENROLLED, ""))
         return outcome, detail, None
 
@@ -453,7 +459,6 @@ def _import_chunk(job: EnrollmentImport, chunk_size: int, now: dt.datetime) -> N
     contacts = Contact.objects.in_bulk(ids)
     present = [contacts[pk] for pk in ids if pk in contacts]
     report = enrollments_enroll_report(journey=job.journey, contacts=present, actor=job.requested_by, now=now)
-    entered = {e.contact_id: e for e in report.entered}
     rows = []
     for pk, line in zip(ids, lines, strict=True):
         contact = contacts.get(pk)
@@ -463,7 +468,7 @@ def _import_chunk(job: EnrollmentImport, chunk_size: int, now: dt.datetime) -> N
             continue
         outcome, detail, enrollment = report.outcome_of(contact)
         rows.append(EnrollmentImportRow(enrollment_import=job, line=line, contact=contact, outcome=outcome,
-                                        detail=detail[:500], enrollment=entered.get(pk)))
+                                        detail=detail[:500], enrollment=enrollment))
     EnrollmentImportRow.objects.bulk_create(rows)
     job.processed = start + len(ids)
     job.entered += len(report.entered)
