@@ -189,6 +189,16 @@ def of_median_run(rates: list[float], results: list[dict], key: str) -> object:
     return results[rates.index(statistics.median_low(rates))][key]
 
 
+def target(what: str, value: float | None, goal: float, *, below: bool = False, unit: str = "x",
+           holds: bool = True) -> dict:
+    """One of issue 23's targets: `value` at least `goal` (a ratio to a
+    same-run baseline, by default) or, with `below`, under it. `holds` is
+    False when the run did not do the whole job, which fails the target
+    whatever the number."""
+    met = holds and value is not None and (value < goal if below else value >= goal)
+    return {"what": what, "value": value, "target": f"{'<' if below else '>='} {goal:g}{unit}", "met": met}
+
+
 def emit(result: dict) -> None:
     result.setdefault("peak_rss_mb", peak_rss_mb())
     sys.stdout.write(json.dumps(result) + "\n")

@@ -1,6 +1,7 @@
 """`make bench`: recreate the bench database, measure the baselines, then run
 each scenario in its own process (so its peak memory is its own) and print
-one JSON object per line.
+one JSON object per line, then a table of every target (issue 23): the
+value, the target and whether it was met.
 
     python -m bench.run [--only NAME ...] [--runs 3] [--scale 1.0] [--full]
 
@@ -64,11 +65,33 @@ def scenario_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(bench.scenarios.__path__))
 
 
-def run_scenario(name: str, runs: int, scale: float, baselines: dict[str, float], full: bool = False) -> None:
-    """Each scenario runs in a fresh process: `python -m bench.run --child NAME`."""
+def run_scenario(name: str, runs: int, scale: float, baselines: dict[str, float], full: bool = False) -> list[dict]:
+    """Each scenario runs in a fresh process: `python -m bench.run --child NAME`.
+    Its lines are passed on as they come; returns the targets it reported."""
     args = [sys.executable, "-m", "bench.run", "--child", name, "--runs", str(runs), "--scale", str(scale),
             "--baselines", json.dumps(baselines), *(["--full"] if full else [])]
-    subprocess.run(args, check=False)
+    targets = []
+    with subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as child_process:
+        for line in child_process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if line.startswith("{"):
+                result = json.loads(line)
+                targets += [{**t, "peak_rss_mb": result.get("peak_rss_mb")} for t in result.get("targets", [])]
+    if child_process.returncode:
+        targets.append({"what": f"{name}: the scenario failed (exit {child_process.returncode})", "value": None,
+                        "target": "", "met": False, "peak_rss_mb": None})
+    return targets
+
+
+def print_targets(targets: list[dict]) -> None:
+    """The issue's targets as a table, after the JSON lines."""
+    rows = [("target", "measured", "wanted", "met", "peak RSS MB")]
+    rows += [(t["what"], "" if t["value"] is None else f"{t['value']:g}", t["target"], "yes" if t["met"] else "NO",
+              "" if t["peak_rss_mb"] is None else f"{t['peak_rss_mb']:g}") for t in targets]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        sys.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
 def child(name: str, runs: int, scale: float, baselines: dict[str, float], full: bool = False) -> None:
@@ -96,8 +119,10 @@ def main() -> None:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     recreate_database()
     measured = measure_baselines(args.runs, args.scale)
+    targets = []
     for name in args.only or scenario_names():
-        run_scenario(name, args.runs, args.scale, measured, args.full)
+        targets += run_scenario(name, args.runs, args.scale, measured, args.full)
+    print_targets(targets)
 
 
 if __name__ == "__main__":
