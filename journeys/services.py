@@ -351,13 +351,19 @@ def enrollments_enroll(
     """Manual enrollment (admin selection or CSV): the re-entry rules and the
     one-open-enrollment rule still apply; each refusal is recorded."""
     now = now or timezone.now()
-    journey = Journey.objects.select_related("live_version").get(pk=journey.pk)
-    if journey.status != JourneyStatus.ACTIVE or journey.live_version is None:
-        raise JourneyError("only an active journey takes enrollments")
+    journey = _active_journey(journey)
     with transaction.atomic():
         return enroll(
             [Candidate(journey, contact, now, None, {"enrolled_by": actor_label(actor)}) for contact in contacts], now
         )
+
+
+def _active_journey(journey: Journey) -> Journey:
+    """The journey as stored now, with its live version: only an active one takes enrollments."""
+    journey = Journey.objects.select_related("live_version").get(pk=journey.pk)
+    if journey.status != JourneyStatus.ACTIVE or journey.live_version is None:
+        raise JourneyError("only an active journey takes enrollments")
+    return journey
 
 
 @dataclass
@@ -406,9 +412,7 @@ def enrollment_import_create(*, journey: Journey, contact_ids: list[int], lines:
                              problems: list[tuple[int, str, str]], file_name: str, actor: Actor) -> EnrollmentImport:
     """A confirmed CSV upload: the rows it skips are recorded at once, the
     contacts are enrolled by a worker (enrollment_import_run) once this commits."""
-    journey = Journey.objects.select_related("live_version").get(pk=journey.pk)
-    if journey.status != JourneyStatus.ACTIVE or journey.live_version is None:
-        raise JourneyError("only an active journey takes enrollments")
+    journey = _active_journey(journey)
     with transaction.atomic():
         job = EnrollmentImport.objects.create(
             journey=journey, file_name=file_name[:255], requested_by=actor_label(actor), contact_ids=contact_ids,
@@ -488,8 +492,9 @@ def enrollment_start(
     refuse (the EntryDecision says why). The next tick runs the first step."""
     if len(scope_key) > 100:
         raise JourneyError("scope_key is at most 100 characters")
-    journey = Journey.objects.select_related("live_version").get(pk=journey.pk)
-    if journey.status != JourneyStatus.ACTIVE or journey.live_version is None:
+    try:
+        journey = _active_journey(journey)
+    except JourneyError:
         return None
     with transaction.atomic():
         created = enroll([Candidate(journey, contact, now, None, context, scope_key=scope_key)], now)
