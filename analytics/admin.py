@@ -19,6 +19,7 @@ from unfold.decorators import action, display
 
 from analytics import selectors, services
 from analytics.models import AuditExport, AuditExportDownload, ExportStatus, PermissionChange
+from config.admin_jobs import BackgroundJobAdmin, progress_bar
 from consent.services import actor_label
 from journeys import admin as journeys_admin
 
@@ -55,12 +56,13 @@ class AuditExportForm(forms.ModelForm):
 
 
 @admin.register(AuditExport)
-class AuditExportAdmin(ModelAdmin):
+class AuditExportAdmin(BackgroundJobAdmin, ModelAdmin):
     form = AuditExportForm
     list_display = ["week", "status", "progress", "scheduled", "requested_by", "requested_at", "finished_at"]
     list_filter = ["status", "scheduled"]
     search_fields = ["week"]
     actions_detail = ["retry"]
+    running_statuses = (ExportStatus.PENDING, ExportStatus.RUNNING)
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -87,24 +89,13 @@ class AuditExportAdmin(ModelAdmin):
     def response_add(self, request, obj, post_url_continue=None):
         return HttpResponseRedirect(reverse("admin:analytics_auditexport_change", args=[obj.pk]))
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        export = AuditExport.objects.filter(pk=object_id).first()
-        # While it runs the page reloads itself, so the bar moves.
-        extra_context = {**(extra_context or {}),
-                         "auto_refresh": export is not None and export.status in (ExportStatus.PENDING,
-                                                                                   ExportStatus.RUNNING)}
-        return super().change_view(request, object_id, form_url, extra_context)
-
     @display(description="Progress")
     def progress(self, export: AuditExport) -> str:
         if export.status == ExportStatus.COMPLETE:
             return f"{export.rows_written:,} rows"
         if not export.total_rows:
             return "waiting for a worker" if export.status == ExportStatus.PENDING else "-"
-        share = min(100, round(100 * export.rows_written / export.total_rows))
-        return render_to_string("unfold/components/progress.html", {
-            "title": f"{export.rows_written:,} of {export.total_rows:,} rows", "description": f"{share} %",
-            "value": share})
+        return progress_bar(export.rows_written, export.total_rows, "rows")
 
     @display(description="Files")
     def files(self, export: AuditExport) -> str:

@@ -15,7 +15,6 @@ from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.dateparse import parse_datetime
@@ -27,6 +26,7 @@ from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 from unfold.forms import BaseDialogForm
 
+from config.admin_jobs import BackgroundJobAdmin, progress_bar
 from consent.admin_masking import PersonalDataAdminMixin
 from consent.models import Contact
 from journeys import definition as definitions
@@ -727,7 +727,7 @@ IMPORT_ROWS_SHOWN = 1000
 
 
 @admin.register(EnrollmentImport)
-class EnrollmentImportAdmin(ReadOnlyMixin, JourneyScopedMixin, ModelAdmin):
+class EnrollmentImportAdmin(BackgroundJobAdmin, ReadOnlyMixin, JourneyScopedMixin, ModelAdmin):
     """CSV enrollments as background jobs: a progress bar while they run (the
     page reloads itself), then a result for every row of the file."""
 
@@ -739,19 +739,13 @@ class EnrollmentImportAdmin(ReadOnlyMixin, JourneyScopedMixin, ModelAdmin):
               "requested_by", "requested_at", "started_at", "finished_at", "results"]
     readonly_fields = fields
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        job = self.get_queryset(request).filter(pk=object_id).only("status").first()
-        extra_context = {**(extra_context or {}),
-                         "auto_refresh": job is not None and job.status in (ImportStatus.PENDING, ImportStatus.RUNNING)}
-        return super().change_view(request, object_id, form_url, extra_context)
+    running_statuses = (ImportStatus.PENDING, ImportStatus.RUNNING)
 
     @display(description="Progress")
     def progress(self, job: EnrollmentImport) -> str:
         if job.status == ImportStatus.PENDING and not job.processed:
             return "waiting for a worker"
-        share = 100 if not job.total else min(100, round(100 * job.processed / job.total))
-        return render_to_string("unfold/components/progress.html", {
-            "title": f"{job.processed:,} of {job.total:,} contacts", "description": f"{share} %", "value": share})
+        return progress_bar(job.processed, job.total, "contacts")
 
     @display(description="Result per row")
     def results(self, job: EnrollmentImport) -> str:
