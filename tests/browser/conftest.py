@@ -30,17 +30,6 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 PASSWORD = "browser-pw-for-tests-only"
 VIEWPORT = {"width": 1360, "height": 900}
 
-pytestmark = [pytest.mark.postgres]
-
-
-def pytest_collection_modifyitems(config, items):
-    if os.path.exists(CHROMIUM) or os.environ.get("BROWSER_TESTS_REQUIRED"):
-        return
-    skip = pytest.mark.skip(reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
-    for item in items:
-        if "tests/browser/" in str(item.fspath):
-            item.add_marker(skip)
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _orm_beside_playwright():
@@ -58,6 +47,9 @@ def chromium():
     """One browser per test module, closed with it, so no event loop outlives
     the browser tests in this process."""
     from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM) and not os.environ.get("BROWSER_TESTS_REQUIRED"):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
