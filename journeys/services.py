@@ -430,12 +430,12 @@ def _enqueue_import(import_id: int) -> None:
     run_enrollment_import.delay(import_id)
 
 
-def enrollment_import_run(*, import_id: int, chunk_size: int | None = None) -> EnrollmentImport:
+def enrollment_import_run(*, import_id: int) -> EnrollmentImport:
     """Enroll an import's contacts a chunk at a time. Each chunk locks the
     import row, enrolls, writes its result rows and moves `processed` in one
     transaction: a second worker waits its turn, and a run that dies resumes
     at the first chunk that did not commit."""
-    chunk_size = chunk_size or settings.JOURNEYS_IMPORT_CHUNK_SIZE
+    chunk_size = settings.JOURNEYS_IMPORT_CHUNK_SIZE
     while True:
         with transaction.atomic():
             job = EnrollmentImport.objects.select_for_update().select_related("journey").get(pk=import_id)
