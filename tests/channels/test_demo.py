@@ -11,8 +11,15 @@ from channels.models import OutboundMessage, ProviderAccount
 pytestmark = pytest.mark.django_db
 
 
-@time_machine.travel(dt.datetime(2026, 11, 23, 18, 0, tzinfo=dt.UTC), tick=False)  # daytime for every demo contact
-def test_the_demo_seeds_console_accounts_and_delivered_messages_once():
+# 23:00 UTC is quiet hours in Lisbon and London, 05:00 in Sao Paulo and Los
+# Angeles, 18:00 in none: the demo messages are delivered whenever it seeds.
+@pytest.mark.parametrize("utc_hour", [5, 18, 23])
+def test_the_demo_seeds_console_accounts_and_delivered_messages_once(utc_hour):
+    with time_machine.travel(dt.datetime(2026, 11, 23, utc_hour, 0, tzinfo=dt.UTC), tick=False):
+        _seed_and_check()
+
+
+def _seed_and_check():
     from consent import demo as consent_demo
     from templates import demo as templates_demo
 
