@@ -5,6 +5,8 @@ permission its links need, so nothing on the page is a dead end."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from django.contrib import admin
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -14,6 +16,21 @@ from django.urls import reverse
 from config import roles
 
 RECENT = 8
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    detail: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    empty: str  # what the section says when it has no rows
+    rows: list[Row]
+    actions: list[tuple[str, str]] = field(default_factory=list)  # (label, url) links under the rows
 
 
 def home_view(request: HttpRequest) -> HttpResponse:
@@ -30,8 +47,8 @@ def home_view(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "admin/home.html", context)
 
 
-def work_sections(user) -> list[dict]:
-    """[{title, empty, rows: [{label, detail, url}], actions: [(label, url)]}] for this person."""
+def work_sections(user) -> list[Section]:
+    """What waits for this person, one section per kind of work."""
     sections = []
     if user.has_perm("journeys.view_journey"):
         sections += _journey_sections(user)
@@ -42,7 +59,7 @@ def work_sections(user) -> list[dict]:
     return sections
 
 
-def _journey_sections(user) -> list[dict]:
+def _journey_sections(user) -> list[Section]:
     from journeys.models import JourneyStatus, JourneyVersion, VersionStatus
     from journeys.selectors import journeys_for_user
 
@@ -56,64 +73,61 @@ def _journey_sections(user) -> list[dict]:
                   .order_by("-updated_at")[:RECENT])
         actions = ([("New journey", reverse("admin:journeys_journey_add"))]
                    if user.has_perm("journeys.add_journey") else [])
-        sections.append({
-            "title": "Your journeys", "empty": "You own no journey yet. Start one with New journey.",
-            "actions": actions + [("All journeys", reverse("admin:journeys_journey_changelist"))],
-            "rows": [{"label": j.name, "detail": f"{j.get_status_display()} · live v{j.live_version.number}"
-                      if j.live_version else j.get_status_display(), "url": reverse(change, args=[j.pk])}
-                     for j in mine],
-        })
-        sections.append({
-            "title": "Journey drafts", "empty": "No unpublished journey changes.", "actions": [],
-            "rows": [{"label": j.name, "detail": "draft with unpublished changes", "url": reverse(change, args=[j.pk])}
-                     for j in drafts],
-        })
+        sections.append(Section(
+            title="Your journeys", empty="You own no journey yet. Start one with New journey.",
+            actions=actions + [("All journeys", reverse("admin:journeys_journey_changelist"))],
+            rows=[Row(j.name, f"{j.get_status_display()} · live v{j.live_version.number}"
+                      if j.live_version else j.get_status_display(), reverse(change, args=[j.pk])) for j in mine],
+        ))
+        sections.append(Section(
+            title="Journey drafts", empty="No unpublished journey changes.",
+            rows=[Row(j.name, "draft with unpublished changes", reverse(change, args=[j.pk])) for j in drafts],
+        ))
     else:
         waiting = (JourneyVersion.objects.filter(journey__in=visible, status=VersionStatus.IN_REVIEW)
                    .select_related("journey").order_by("created_at")[:RECENT])
-        sections.append({
-            "title": "Journey versions waiting for review", "empty": "No journey version waits for review.",
-            "actions": [("All journey versions", reverse("admin:journeys_journeyversion_changelist"))],
-            "rows": [{"label": str(v), "detail": f"by {v.created_by or '—'}, since {v.created_at:%d %b %H:%M}",
-                      "url": reverse("admin:journeys_journeyversion_change", args=[v.pk])} for v in waiting],
-        })
+        sections.append(Section(
+            title="Journey versions waiting for review", empty="No journey version waits for review.",
+            actions=[("All journey versions", reverse("admin:journeys_journeyversion_changelist"))],
+            rows=[Row(str(v), f"by {v.created_by or '—'}, since {v.created_at:%d %b %H:%M}",
+                      reverse("admin:journeys_journeyversion_change", args=[v.pk])) for v in waiting],
+        ))
     return sections
 
 
-def _template_sections(user) -> list[dict]:
+def _template_sections(user) -> list[Section]:
     from templates.models import VersionStatus
     from templates.selectors import review_queue, versions_for_user
 
     change = "admin:templates_templateversion_change"
     if user.has_perm("templates.approve_templateversion"):
         rows = [row for row in review_queue(user) if row["may_review"]][:RECENT]
-        return [{
-            "title": "Templates waiting for your review", "empty": "Nothing waits for your review.",
-            "actions": [("Review queue", reverse("admin:templates_templateversion_review_queue"))],
-            "rows": [{"label": f"{row['version']} — {row['template'].name}",
-                      "detail": f"by {row['author'] or '—'}, since {row['submitted_at']:%d %b %H:%M}",
-                      "url": reverse(change, args=[row["version"].pk])} for row in rows],
-        }]
+        return [Section(
+            title="Templates waiting for your review", empty="Nothing waits for your review.",
+            actions=[("Review queue", reverse("admin:templates_templateversion_review_queue"))],
+            rows=[Row(f"{row['version']} — {row['template'].name}",
+                      f"by {row['author'] or '—'}, since {row['submitted_at']:%d %b %H:%M}",
+                      reverse(change, args=[row["version"].pk])) for row in rows],
+        )]
     drafts = (versions_for_user(user).filter(author=user, status__in=[VersionStatus.DRAFT,
                                                                       VersionStatus.CHANGES_REQUESTED])
               .order_by("-pk")[:RECENT])
     actions = ([("New template", reverse("admin:templates_template_add"))]
                if user.has_perm("templates.add_template") else [])
-    return [{
-        "title": "Your template drafts", "empty": "No template draft of yours is open.",
-        "actions": actions + [("All templates", reverse("admin:templates_template_changelist"))],
-        "rows": [{"label": f"{v} — {v.template.name}", "detail": v.get_status_display(),
-                  "url": reverse(change, args=[v.pk])} for v in drafts],
-    }]
+    return [Section(
+        title="Your template drafts", empty="No template draft of yours is open.",
+        actions=actions + [("All templates", reverse("admin:templates_template_changelist"))],
+        rows=[Row(f"{v} — {v.template.name}", v.get_status_display(), reverse(change, args=[v.pk])) for v in drafts],
+    )]
 
 
-def _audit_export_section(user) -> dict:
+def _audit_export_section(user) -> Section:
     from analytics.models import AuditExport
 
     recent = AuditExport.objects.order_by("-requested_at")[:RECENT]
-    return {
-        "title": "Recent audit exports", "empty": "No audit export yet; Beat makes one for each week that ends.",
-        "actions": [("All audit exports", reverse("admin:analytics_auditexport_changelist"))],
-        "rows": [{"label": f"Week {e.week}", "detail": e.get_status_display(),
-                  "url": reverse("admin:analytics_auditexport_change", args=[e.pk])} for e in recent],
-    }
+    return Section(
+        title="Recent audit exports", empty="No audit export yet; Beat makes one for each week that ends.",
+        actions=[("All audit exports", reverse("admin:analytics_auditexport_changelist"))],
+        rows=[Row(f"Week {e.week}", e.get_status_display(), reverse("admin:analytics_auditexport_change", args=[e.pk]))
+              for e in recent],
+    )

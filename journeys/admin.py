@@ -537,23 +537,22 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
                    "title": f"Enroll contacts from a CSV file: {journey.name}",
                    "max_rows": settings.JOURNEYS_ENROLL_CSV_MAX_ROWS}
         if request.method == "POST" and "confirm" in request.POST:
-            confirmed = self._enroll_confirmed(request, journey)
-            if isinstance(confirmed, HttpResponse):
-                return confirmed
-            context.update(confirmed)
-        else:
-            form = EnrollCsvForm(request.POST or None, request.FILES or None)
-            context["form"] = form
-            if request.method == "POST" and form.is_valid():
-                read = form.cleaned_data["file"]
-                context.update(read=read, token=enroll_token(journey, read, request.FILES["file"].name))
+            return self._enroll_confirmed(request, journey, context)
+        form = EnrollCsvForm(request.POST or None, request.FILES or None)
+        context["form"] = form
+        if request.method == "POST" and form.is_valid():
+            read = form.cleaned_data["file"]
+            context.update(read=read, token=enroll_token(journey, read, request.FILES["file"].name))
         return TemplateResponse(request, "journeys/enroll_csv.html", context)
 
-    def _enroll_confirmed(self, request, journey: Journey) -> dict | HttpResponse:
+    def _enroll_confirmed(self, request, journey: Journey, context: dict) -> HttpResponse:
+        """The second step: start the import the signed token names, or show
+        an empty form again (token expired, journey no longer enrollable)."""
         try:
             planned = signing.loads(request.POST["confirm"], salt=ENROLL_SALT, max_age=ENROLL_TOKEN_MAX_AGE)
         except signing.BadSignature:
-            return {"form": EnrollCsvForm(), "expired": True}
+            context.update(form=EnrollCsvForm(), expired=True)
+            return TemplateResponse(request, "journeys/enroll_csv.html", context)
         if planned["journey"] != journey.pk:
             raise PermissionDenied
         try:
@@ -562,7 +561,8 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
                 problems=planned["problems"], file_name=planned["file_name"], actor=request.user)
         except services.JourneyError as error:
             messages.error(request, str(error))
-            return {"form": EnrollCsvForm()}
+            context.update(form=EnrollCsvForm())
+            return TemplateResponse(request, "journeys/enroll_csv.html", context)
         messages.info(request, "The contacts are being enrolled in the background; this page shows how far it got. "
                       "You can leave it and come back from Enrollment imports.")
         return HttpResponseRedirect(reverse("admin:journeys_enrollmentimport_change", args=[job.pk]))
