@@ -14,9 +14,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from guardian.shortcuts import get_objects_for_user
 
+from channels.models import MessageStatus, OriginKind
 from consent.models import Contact
 from support.business_hours import Calendar
 from support.models import ACTIVE_STATUSES, SupportCase, Team, TeamHoliday, WorkingHours
@@ -229,7 +231,7 @@ def _outbound_item(message, timeline: list[dict[str, Any]], senders: dict[tuple[
     version = message.template_version
     template = f"{message.template_key} v{version.number}" if version else message.template_key
     return HistoryItem(
-        kind=OUTBOUND, at=message.created_at, pk=message.pk, channel=message.channel, text=rendered_text(message),
+        kind=OUTBOUND, at=message.created_at, pk=message.pk, channel=message.channel, text=_outbound_text(message),
         status=message.status, template=template, sent_by=sent_by, address=message.address,
         reason=message.decision_reason, timeline=timeline,
     )
@@ -241,6 +243,20 @@ def _inbound_item(message) -> HistoryItem:
         kind=INBOUND, at=message.received_at, pk=message.pk, channel=message.channel, text=message.body,
         status=message.keyword_action or "received", sent_by=replied_to, address=message.from_address,
     )
+
+
+def _outbound_text(message) -> str:
+    """What the person saw, or, for a message held before it was rendered
+    (deferred by quiet hours), what it will say: an agent's own words, or
+    that the approved template writes it when it goes."""
+    if message.content:
+        return rendered_text(message)
+    if message.origin_kind == OriginKind.AGENT_REPLY:
+        return (message.render_data or {}).get("event", {}).get("message", "")
+    if message.status == MessageStatus.DEFERRED:
+        until = f" at {timezone.localtime(message.deliver_after):%Y-%m-%d %H:%M}" if message.deliver_after else ""
+        return f"Written from the approved template when it is released{until}."
+    return ""
 
 
 def rendered_text(message) -> str:

@@ -166,6 +166,21 @@ def test_a_reply_the_gate_suppresses_is_logged_with_its_reason(billing, ada, cas
     assert case.first_response_at is None
 
 
+def test_a_reply_held_by_quiet_hours_shows_the_agents_words_in_the_history(billing, ada, case_templates):
+    from consent.models import QuietHoursRule, workspace_timezone
+    from support import services
+    from tests.support import factories
+
+    QuietHoursRule.objects.create(name="Nights", channel="", country="", start=dt.time(21), end=dt.time(8))
+    case = factories.case(team_=billing, agent=ada)
+    night = dt.datetime(2026, 1, 6, 23, 30, tzinfo=workspace_timezone())
+    result = services.case_reply(case=case, channel="sms", text="We refunded you today.", actor=ada, now=night)
+    assert result.status == "deferred"
+
+    item = contact_history(case.contact).items[0]
+    assert (item.status, item.reason, item.text) == ("deferred", "quiet_hours", "We refunded you today.")
+
+
 def test_the_case_list_query_count_does_not_grow_with_the_cases(ada, billing, django_assert_max_num_queries):
     from tests.support import factories
 
