@@ -70,9 +70,13 @@ def _require_postgres(request):
         pytest.skip(f"needs PostgreSQL; this run uses {connection.vendor} (set DATABASE_URL)")
 
 
-def _person(username: str, group: str | None) -> User:
+TEST_PASSWORD = "pw-for-tests-only"
+
+
+def staff_user(username: str, group: str | None = None, **fields) -> User:
+    """A staff member in one role's group (config.roles), or in none."""
     roles.sync_roles()
-    user = User.objects.create_user(username=username, password="pw-for-tests-only", is_staff=True)
+    user = User.objects.create_user(username=username, password=TEST_PASSWORD, is_staff=True, **fields)
     if group:
         user.groups.add(Group.objects.get(name=group))
     return user
@@ -101,27 +105,27 @@ def celery_worker_parameters():
 
 @pytest.fixture
 def marketer(db) -> User:
-    return _person("mia_marketer", roles.MARKETER)
+    return staff_user("mia_marketer", roles.MARKETER)
 
 
 @pytest.fixture
 def reviewer(db) -> User:
-    return _person("rob_reviewer", roles.REVIEWER)
+    return staff_user("rob_reviewer", roles.REVIEWER)
 
 
 @pytest.fixture
 def agent(db) -> User:
-    return _person("ada_agent", roles.AGENT)
+    return staff_user("ada_agent", roles.AGENT)
 
 
 @pytest.fixture
 def operator(db) -> User:
-    return _person("otto_operator", roles.OPERATOR)
+    return staff_user("otto_operator", roles.OPERATOR)
 
 
 @pytest.fixture
 def outsider(db) -> User:
-    return _person("olga_outsider", None)
+    return staff_user("olga_outsider", None)
 
 
 @pytest.fixture

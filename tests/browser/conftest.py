@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from config import roles
+from tests.conftest import TEST_PASSWORD
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # Headless, and every feature that would phone home turned off: this machine's
@@ -27,7 +27,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-PASSWORD = "browser-pw-for-tests-only"
 VIEWPORT = {"width": 1360, "height": 900}
 
 
@@ -86,13 +85,6 @@ def demo(transactional_db):
     call_command("seed_demo", verbosity=0)
 
 
-def staff_member(username: str, role: str | None, **fields) -> User:
-    user = User.objects.create_user(username=username, password=PASSWORD, is_staff=True, **fields)
-    if role:
-        user.groups.add(Group.objects.get(name=role))
-    return user
-
-
 @pytest.fixture
 def sign_in(chromium, live_server):
     """sign_in(user) -> a Playwright page signed in through the real login form."""
@@ -105,7 +97,7 @@ def sign_in(chromium, live_server):
         page = context.new_page()
         page.goto("/admin/login/?next=/admin/")
         page.fill("input[name=username]", user.username)
-        page.fill("input[name=password]", PASSWORD)
+        page.fill("input[name=password]", TEST_PASSWORD)
         page.click("button[type=submit]")
         page.wait_for_load_state()
         assert "/admin/login/" not in page.url, f"{user.username} could not sign in"
@@ -122,4 +114,3 @@ def shown(page, label: str):
     return line.locator(".readonly")
 
 
-ROLE = {"marketer": roles.MARKETER, "reviewer": roles.REVIEWER, "agent": roles.AGENT, "operator": roles.OPERATOR}

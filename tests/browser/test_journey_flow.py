@@ -24,9 +24,11 @@ import pytest
 from guardian.shortcuts import get_perms
 from playwright.sync_api import expect
 
+from config import roles
 from journeys.models import Enrollment, EnrollmentStatus, Journey, JourneyStatus, JourneyVersion, VersionStatus
 from journeys.selectors import can_change, can_publish
-from tests.browser.conftest import ROLE, shown, staff_member
+from tests.browser.conftest import shown
+from tests.conftest import staff_user
 
 pytestmark = pytest.mark.postgres
 
@@ -73,9 +75,9 @@ def fill_step(page, index: int, step: dict) -> None:
 
 
 def test_a_journey_is_built_simulated_approved_and_paused_by_its_roles(demo, sign_in, shot):
-    marketer = staff_member("mia_journey", ROLE["marketer"])
-    reviewer = staff_member("rex_journey", ROLE["reviewer"])
-    operator = staff_member("otto_journey", ROLE["operator"])
+    marketer = staff_user("mia_journey", roles.MARKETER)
+    reviewer = staff_user("rex_journey", roles.REVIEWER)
+    operator = staff_user("otto_journey", roles.OPERATOR)
 
     # 1. The marketer builds the journey in the step editor.
     mia = sign_in(marketer)

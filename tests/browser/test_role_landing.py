@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import ROLE, staff_member
+from config import roles
+from tests.conftest import staff_user
 
 pytestmark = pytest.mark.postgres
 
@@ -26,7 +27,7 @@ LANDING = {
 def test_each_role_lands_on_its_own_work_and_sees_only_what_it_can_use(demo, sign_in, shot, role):
     landing, has, lacks = LANDING[role]
 
-    page = sign_in(staff_member(f"{role}_landing", ROLE[role]))
+    page = sign_in(staff_user(f"{role}_landing", getattr(roles, role.upper())))
 
     # The link texts without their icons' ligature names.
     sidebar = {text.strip() for text in

@@ -10,9 +10,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from config import roles
 from templates import services
 from templates.models import VersionStatus
-from tests.browser.conftest import ROLE, staff_member
+from tests.conftest import staff_user
 from tests.templates.factories import draft_version, factory_reviewer
 
 pytestmark = pytest.mark.postgres
@@ -22,8 +23,8 @@ NEW_BODY = "Your plan renews on Monday; nothing to do. Reply STOP to opt out."
 
 
 def test_a_marketer_submits_an_sms_version_and_a_reviewer_approves_it_after_reading_the_diff(demo, sign_in, shot):
-    marketer = staff_member("mia_templates", ROLE["marketer"])
-    reviewer = staff_member("rob_templates", ROLE["reviewer"])
+    marketer = staff_user("mia_templates", roles.MARKETER)
+    reviewer = staff_user("rob_templates", roles.REVIEWER)
     template = services.template_create(key="renewal-sms", name="Renewal reminder", channel="sms",
                                         message_class="operational", actor=marketer)
     live = draft_version(template, author=marketer, content={"body": OLD_BODY})
