@@ -220,7 +220,7 @@ def consent_confirm(
         ).exclude(status=ConsentStatus.PENDING)
         if later.exists():
             raise ConsentError("A later consent decision supersedes this grant.")
-        return ConsentRecord.objects.create(
+        confirmed = ConsentRecord.objects.create(
             contact_id=pending.contact_id,
             channel=pending.channel,
             purpose=pending.purpose,
@@ -232,6 +232,8 @@ def consent_confirm(
             recorded_by=actor_label(actor),
             confirms=pending,
         )
+        consent_recorded.send(sender=ConsentRecord, record=confirmed)
+    return confirmed
 
 
 def suppression_create(
@@ -354,6 +356,7 @@ def contact_erase(*, contact: Contact, actor: Actor) -> Contact:
         if contact.erased_at:
             return contact
         addresses = _addresses_ever_held(contact)
+        former_external_ids = frozenset({contact.external_id, *contact.history.values_list("external_id", flat=True)})
         _redact_suppression_notes(contact, addresses)
         for address in addresses:
             hashed = address_hash(address)
@@ -379,7 +382,7 @@ def contact_erase(*, contact: Contact, actor: Actor) -> Contact:
         # is personal; the decision, channel, purpose and time are not.
         models.QuerySet.update(ConsentRecord.objects.filter(contact=contact), evidence={"redacted": True})
         for handler in _erase_handlers.values():
-            handler(contact)
+            handler(contact, former_external_ids=former_external_ids)
         # The admin log keeps each object's name as it was (the old external id).
         LogEntry.objects.filter(
             content_type=ContentType.objects.get_for_model(Contact), object_id=str(contact.pk)
@@ -405,7 +408,9 @@ def _redact_suppression_notes(contact: Contact, addresses: set[str]) -> None:
             model._default_manager.filter(pk=pk).update(note=redact_text(note))
 
 
-EraseHandler = Callable[[Contact], None]
+# handler(contact, former_external_ids=...): the contact already anonymised,
+# and the external ids it was known by, which copies outside consent may quote.
+EraseHandler = Callable[..., None]
 _erase_handlers: dict[str, EraseHandler] = {}
 
 

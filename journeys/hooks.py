@@ -82,7 +82,7 @@ def move_on_merge(survivor: Contact, merged: Contact) -> int:
     return moved
 
 
-def redact_on_erase(contact: Contact) -> None:
+def redact_on_erase(contact: Contact, **_erasure) -> None:
     """Open enrollments end (their waiting messages are cancelled) before
     what they carried is redacted."""
     open_ids = list(Enrollment.objects.filter(contact=contact, status__in=OPEN_ENROLLMENT).values_list("pk", flat=True))

@@ -510,7 +510,7 @@ def on_contact_merge(survivor: Contact, merged: Contact) -> int:
     return moved
 
 
-def on_contact_erase(contact: Contact) -> None:
+def on_contact_erase(contact: Contact, **_erasure) -> None:
     """What the customer wrote, what agents wrote to them and about them, and
     the subjects go; statuses, times and the timeline's shape stay."""
     cases = SupportCase.objects.filter(contact=contact)

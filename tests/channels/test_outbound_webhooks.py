@@ -189,6 +189,35 @@ def test_unsubscribed_event_types_and_disabled_endpoints_get_nothing(contact, re
     assert list(WebhookDelivery.objects.values_list("endpoint_id", "event_type")) == [(wanted.pk, "consent.changed")]
 
 
+def test_a_double_opt_in_confirmation_is_a_consent_change_too(contact, receiver, settings):
+    settings.CONSENT_DOUBLE_OPT_IN = ["email:marketing"]
+    endpoint = endpoint_for(receiver.url, "consent.changed")
+    pending = consent_services.consent_record(contact=contact, channel=Channel.EMAIL, purpose="marketing",
+                                              status=ConsentStatus.GRANTED, source=ConsentSource.FORM, actor="web")
+    consent_services.consent_confirm(pending=pending, evidence={"ip": "203.0.113.9"}, actor="double-opt-in")
+    deliver_all()
+
+    data = sorted((verified(endpoint.secret, r)["data"] for r in receiver.requests),
+                  key=lambda d: d["consent_record_id"])
+    assert [(d["status"], d["source"]) for d in data] == [("pending", "form"), ("granted", "confirmation")]
+
+
+def test_after_erasure_stored_payloads_and_their_replays_no_longer_name_the_contact(contact, receiver):
+    endpoint = endpoint_for(receiver.url, "consent.changed")
+    other = type(contact).objects.create(external_id="cus_other", email="other@example.com")
+    revoke_sms(contact)
+    revoke_sms(other)
+    former = contact.external_id
+    consent_services.contact_erase(contact=contact, actor="dpo")
+
+    ids = sorted(WebhookDelivery.objects.values_list("payload__data__contact_external_id", flat=True))
+    assert ids == sorted([f"erased-{contact.pk}", "cus_other"])
+    outbound_webhooks.deliveries_replay(deliveries=WebhookDelivery.objects.all(), actor="ops")
+    deliver_all()
+    bodies = [verified(endpoint.secret, r) for r in receiver.requests]
+    assert bodies and all(former not in str(b) for b in bodies)
+
+
 def test_a_rolled_back_transaction_emits_nothing(contact, receiver):
     endpoint_for(receiver.url)
     with pytest.raises(RuntimeError), transaction.atomic():
