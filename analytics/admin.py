@@ -94,7 +94,8 @@ class AuditExportAdmin(BackgroundJobAdmin, ModelAdmin):
         if export.status == ExportStatus.COMPLETE:
             return f"{export.rows_written:,} rows"
         if not export.total_rows:
-            return "waiting for a worker" if export.status == ExportStatus.PENDING else "-"
+            return {ExportStatus.PENDING: "waiting for a worker", ExportStatus.RUNNING: "counting the week's rows"}.get(
+                export.status, "-")
         return progress_bar(export.rows_written, export.total_rows, "rows")
 
     @display(description="Files")
@@ -128,7 +129,10 @@ class AuditExportAdmin(BackgroundJobAdmin, ModelAdmin):
         return FileResponse(location.open("rb"), as_attachment=True, filename=file)
 
     def has_retry_permission(self, request, object_id=None) -> bool:
-        return request.user.has_perm("analytics.add_auditexport")
+        """Offered on a failed export only: the others are running or done."""
+        if not request.user.has_perm("analytics.add_auditexport"):
+            return False
+        return object_id is None or AuditExport.objects.filter(pk=object_id, status=ExportStatus.FAILED).exists()
 
     @action(description="Retry", url_path="retry", permissions=["retry"])
     def retry(self, request: HttpRequest, object_id):

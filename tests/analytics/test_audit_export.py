@@ -15,6 +15,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 from openpyxl import load_workbook
 
 from analytics import services
@@ -163,6 +164,22 @@ def test_a_failed_run_leaves_nothing_complete_and_a_retry_finishes_it(seeded, mo
     export = services.run_export(services.retry_export(export).pk)
     assert (export.status, export.attempt) == (ExportStatus.COMPLETE, 2)
     assert "/attempt-2-" in export.directory and export.manifest["files"][0]["rows"] == 2
+
+
+def test_the_export_page_offers_retry_on_a_failed_export_only(client, reviewer, settings, tmp_path):
+    settings.AUDIT_EXPORT_ROOT = tmp_path
+    client.force_login(reviewer)
+    now = timezone.now()
+    failed = AuditExport.objects.create(week="2026-W46", status=ExportStatus.FAILED, error="full", requested_at=now)
+    running = AuditExport.objects.create(week="2026-W47", status=ExportStatus.RUNNING, requested_at=now, started_at=now)
+
+    def page(export):
+        return client.get(reverse("admin:analytics_auditexport_change", args=[export.pk])).content.decode()
+
+    assert reverse("admin:analytics_auditexport_retry", args=[failed.pk]) in page(failed)
+    running_page = page(running)
+    assert reverse("admin:analytics_auditexport_retry", args=[running.pk]) not in running_page
+    assert "counting the week&#x27;s rows" in running_page
 
 
 def test_reviewers_request_exports_from_the_admin_with_clear_errors(client, reviewer, marketer, settings, tmp_path):
