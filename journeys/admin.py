@@ -389,6 +389,13 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
                                         definition={**settings, "steps": steps}, **fields)
         form.instance.pk = saved.pk
 
+    @display(description="Journey settings (YAML)")
+    def settings_yaml(self, journey: Journey) -> str:
+        """The settings as the read-only page shows them (the form's field
+        is not a model field, so the admin would print "-")."""
+        settings = {k: v for k, v in journey.definition.items() if k != "steps"}
+        return format_html("<pre>{}</pre>", yaml.safe_dump(settings, sort_keys=False)) if settings else "-"
+
     @display(description="Diagram")
     def diagram(self, journey: Journey) -> str:
         definition = journey.live_version.definition if journey.live_version else journey.definition

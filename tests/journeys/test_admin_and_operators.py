@@ -431,3 +431,14 @@ def test_a_support_agent_reads_no_journey_enrollments_or_tasks_and_an_operator_d
     assert not agent.has_perm("journeys.view_enrollment")
     assert not agent.has_perm("journeys.view_task")
     assert allowed == [200, 200, 200]
+
+
+def test_a_read_only_journey_page_shows_the_journey_settings(client, reviewer):
+    journey = services.journey_create(key="ro", name="Read only", message_class="marketing", actor="mia",
+                                      definition={"exit_events": ["order.completed"], "steps": STEPS})
+    client.force_login(reviewer)
+
+    page = client.get(reverse("admin:journeys_journey_change", args=[journey.pk])).content.decode()
+
+    assert 'name="settings_yaml"' not in page  # read-only: no field to edit
+    assert "<pre>exit_events:\n- order.completed\n</pre>" in page
