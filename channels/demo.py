@@ -3,15 +3,11 @@ messages so the message log is not empty after `make run`."""
 
 from __future__ import annotations
 
-import datetime as dt
-
-from django.utils import timezone
-
 from channels import services
 from channels.delivery import deliver_batch
 from channels.models import Adapter, OutboundMessage, ProviderAccount
-from consent.models import Channel, Contact, Holiday
-from consent.policy import contact_timezone
+from consent.demo import last_working_noon
+from consent.models import Channel, Contact
 from templates.services import render_context
 
 # contact, template key, event properties
@@ -42,7 +38,7 @@ def seed() -> int:
         result = services.send(
             contact=contact, data=render_context(contact, event_properties=event),
             origin=services.Origin(kind=services.OriginKind.SYSTEM, label="demo data"), idempotency_key=key,
-            template_key=template_key, now=_last_working_noon(contact),
+            template_key=template_key, now=last_working_noon(contact),
         )
         added += len(result.messages)
         queued += [m.pk for m in result.messages if m.status == "queued"]
@@ -50,15 +46,3 @@ def seed() -> int:
         deliver_batch(message_ids=queued)  # console accounts: delivered at once
     return added
 
-
-def _last_working_noon(contact: Contact) -> dt.datetime:
-    """Sent at the contact's last noon that was not a holiday, so the demo
-    messages are delivered whatever the hour `make run` (or a test) seeds at,
-    instead of deferred by quiet hours."""
-    local_now = timezone.now().astimezone(contact_timezone(contact))
-    noon = local_now.replace(hour=12, minute=0, second=0, microsecond=0)
-    if noon > local_now:
-        noon -= dt.timedelta(days=1)
-    while Holiday.objects.filter(date=noon.date()).exists():
-        noon -= dt.timedelta(days=1)
-    return noon

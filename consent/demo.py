@@ -15,6 +15,7 @@ from consent.models import (
     QuietHoursRule,
     SuppressionReason,
 )
+from consent.policy import contact_timezone
 
 SYSTEM = "seed_demo"
 
@@ -96,3 +97,16 @@ def _seed_governance() -> None:
         contact=emma, channel="email", purpose="marketing", status=ConsentStatus.GRANTED,
         source=ConsentSource.FORM, evidence={"form_url": "https://example.com/newsletter"}, actor=SYSTEM,
     )
+
+
+def last_working_noon(contact: Contact) -> dt.datetime:
+    """The contact's last noon that was not a holiday: when the demo's
+    messages are dated, so they are delivered whatever the hour `make run`
+    (or a test) seeds at, instead of deferred by quiet hours."""
+    local_now = timezone.now().astimezone(contact_timezone(contact))
+    noon = local_now.replace(hour=12, minute=0, second=0, microsecond=0)
+    if noon > local_now:
+        noon -= dt.timedelta(days=1)
+    while Holiday.objects.filter(date=noon.date()).exists():
+        noon -= dt.timedelta(days=1)
+    return noon

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from config import roles
+from consent.demo import last_working_noon
 from consent.models import Contact
 from support import escalation, services
 from support.models import (
@@ -134,7 +135,9 @@ def _demo_case(teams, external_id, subject, category, priority, team_name, agent
     if contact is None or SupportCase.objects.filter(contact=contact, subject=subject).exists():
         return 0
     agent = User.objects.filter(username=agent_name).first() if agent_name else None
-    opened = timezone.now() - dt.timedelta(hours=3)
+    # Three hours ago, or earlier if the agent's reply 20 minutes in would
+    # fall in the contact's quiet hours (it would be held, not sent).
+    opened = min(timezone.now() - dt.timedelta(hours=3), last_working_noon(contact) - dt.timedelta(minutes=20))
     case = services.case_open(contact=contact, subject=subject, category=category, priority=priority,
                               source=CaseSource.API, actor=EDITOR, team=teams[team_name], agent=agent, now=opened)
     author = agent or teams[team_name].supervisor

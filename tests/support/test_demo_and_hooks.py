@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+import time_machine
 from django.test import Client
 
+from channels.models import MessageStatus, OriginKind, OutboundMessage
 from consent import demo as consent_demo
 from consent.services import contact_erase, contact_merge
 from journeys import services as journey_services
@@ -22,6 +25,18 @@ from support.models import (
 )
 from templates import demo as templates_demo
 from tests.support import factories
+
+
+# 23:00 UTC is quiet hours in Lisbon (cus_ana), 05:00 in Sao Paulo (cus_diego).
+@pytest.mark.parametrize("utc_hour", [5, 12, 23])
+def test_the_demo_agents_earlier_replies_went_out_whatever_the_hour_it_seeds_at(db, utc_hour):
+    with time_machine.travel(dt.datetime(2026, 11, 24, utc_hour, 0, tzinfo=dt.UTC), tick=False):
+        consent_demo.seed()
+        templates_demo.seed()
+        demo.seed()
+    replies = OutboundMessage.objects.filter(origin_kind=OriginKind.AGENT_REPLY)
+    assert replies.exists()
+    assert set(replies.values_list("status", flat=True)) == {MessageStatus.QUEUED}
 
 
 def test_the_demo_seeds_teams_policy_and_cases_with_history_once(db):
