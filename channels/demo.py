@@ -45,4 +45,3 @@ def seed() -> int:
     if queued:
         deliver_batch(message_ids=queued)  # console accounts: delivered at once
     return added
-

@@ -82,6 +82,12 @@ class JourneyScopedMixin:
         return super().get_queryset(request).filter(journey__in=journeys)
 
 
+def settings_text(definition: dict) -> str:
+    """The journey-level settings (everything but the steps) as YAML, or ""."""
+    settings = {k: v for k, v in definition.items() if k != "steps"}
+    return yaml.safe_dump(settings, sort_keys=False) if settings else ""
+
+
 class JourneyForm(forms.ModelForm):
     """The journey's own fields and its journey-level settings. The steps are
     the rows of StepInline; the admin saves both through one service."""
@@ -105,8 +111,7 @@ class JourneyForm(forms.ModelForm):
         if self.instance.pk:
             if "key" in self.fields:  # absent when the page is read-only
                 self.fields["key"].disabled = True
-            settings = {k: v for k, v in self.instance.definition.items() if k != "steps"}
-            self.initial["settings_yaml"] = yaml.safe_dump(settings, sort_keys=False) if settings else ""
+            self.initial["settings_yaml"] = settings_text(self.instance.definition)
 
     def clean_settings_yaml(self) -> dict:
         text = self.cleaned_data["settings_yaml"].strip()
@@ -393,8 +398,8 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
     def settings_yaml(self, journey: Journey) -> str:
         """The settings as the read-only page shows them (the form's field
         is not a model field, so the admin would print "-")."""
-        settings = {k: v for k, v in journey.definition.items() if k != "steps"}
-        return format_html("<pre>{}</pre>", yaml.safe_dump(settings, sort_keys=False)) if settings else "-"
+        text = settings_text(journey.definition)
+        return format_html("<pre>{}</pre>", text) if text else "-"
 
     @display(description="Diagram")
     def diagram(self, journey: Journey) -> str:
