@@ -198,11 +198,13 @@ def reply_emit(*, inbound: Any) -> None:
     })
 
 
-def consent_changed_emit(*, record: Any, **_signal: Any) -> None:
-    """consent.changed for every ledger record; contact.unsubscribed too for a revocation."""
+def consent_changed_emit(*, record: Any, in_effect: bool = True, **_signal: Any) -> None:
+    """consent.changed for every ledger record; contact.unsubscribed too for a
+    revocation that is now the contact's state."""
     from consent.models import ConsentStatus
 
-    types = [E.CONSENT_CHANGED] + ([E.CONTACT_UNSUBSCRIBED] if record.status == ConsentStatus.REVOKED else [])
+    unsubscribes = record.status == ConsentStatus.REVOKED and in_effect
+    types = [E.CONSENT_CHANGED] + ([E.CONTACT_UNSUBSCRIBED] if unsubscribes else [])
     if not subscribed(types):
         return
     external_id = _external_ids([record.contact_id]).get(record.contact_id, "")

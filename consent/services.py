@@ -26,6 +26,7 @@ from consent.models import (
     Suppression,
     normalise_phone,
 )
+from consent.selectors import consent_state
 from consent.signals import consent_recorded
 
 Actor = Any  # a User, an APIKey, or a plain label such as "system"
@@ -292,7 +293,8 @@ def contact_merge(*, survivor: Contact, merged: Contact, actor: Actor) -> Contac
         survivor, merged = locked[survivor.pk], locked[merged.pk]
         if not survivor.is_active or not merged.is_active:
             raise ConsentError("Only active contacts can be merged.")
-        moved = {"consent_records": _copy_ledger(survivor, merged, actor)}
+        copies = _copy_ledger(survivor, merged, actor)
+        moved = {"consent_records": len(copies)}
         moved["push_devices"] = PushDevice.objects.filter(contact=merged).update(contact=survivor)
         moved["suppressions"] = Suppression.objects.filter(contact=merged).update(contact=survivor)
         for label, handler in _merge_handlers.items():
@@ -301,10 +303,11 @@ def contact_merge(*, survivor: Contact, merged: Contact, actor: Actor) -> Contac
         merged.merged_into = survivor
         merged._change_reason = f"merged into {survivor.external_id} by {actor_label(actor)}"
         merged.save(update_fields=["merged_into", "updated_at"])
+        _announce_copies(survivor, copies)
         return ContactMerge.objects.create(survivor=survivor, merged=merged, merged_by=actor_label(actor), moved=moved)
 
 
-def _copy_ledger(survivor: Contact, merged: Contact, actor: Actor) -> int:
+def _copy_ledger(survivor: Contact, merged: Contact, actor: Actor) -> list[ConsentRecord]:
     copies = [
         ConsentRecord(
             contact=survivor,
@@ -320,8 +323,17 @@ def _copy_ledger(survivor: Contact, merged: Contact, actor: Actor) -> int:
         )
         for r in merged.consent_records.order_by("recorded_at", "id")
     ]
-    ConsentRecord.objects.bulk_create(copies)
-    return len(copies)
+    return ConsentRecord.objects.bulk_create(copies)
+
+
+def _announce_copies(survivor: Contact, copies: list[ConsentRecord]) -> None:
+    """Each copy is a record of the survivor's ledger like any other, so
+    listeners hear of it; but a copy keeps its original time, so a copied
+    revocation may be older than the survivor's own grant: only one that is
+    now the survivor's state unsubscribes it."""
+    in_effect = {cell.record_id for cell in consent_state(survivor)}
+    for copy in copies:
+        consent_recorded.send(sender=ConsentRecord, record=copy, in_effect=copy.pk in in_effect)
 
 
 def _adopt_missing_fields(survivor: Contact, merged: Contact, actor: Actor) -> None:

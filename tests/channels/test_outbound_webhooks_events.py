@@ -11,6 +11,7 @@ import pytest
 from channels import outbound_webhooks
 from channels.inbound import inbound_receive
 from channels.models import WebhookDelivery
+from consent import services as consent_services
 from journeys import services as journey_services
 from journeys.models import Enrollment, EnrollmentStatus
 from support import services as support_services
@@ -78,3 +79,24 @@ def test_a_case_opened_escalated_and_resolved_emits_each():
              if event_type.startswith("case.")]
     assert cases == [("case.opened", "open", case.number), ("case.escalated", "escalated", case.number),
                      ("case.resolved", "resolved", case.number)]
+
+
+def test_a_merge_announces_each_copied_record_and_unsubscribes_only_where_the_copy_now_rules():
+    survivor, merged = ContactFactory(), ContactFactory()
+    consent_services.consent_record(contact=merged, channel="email", purpose="marketing", status="revoked",
+                                    source="api", actor="t", at=T0)
+    consent_services.consent_record(contact=merged, channel="sms", purpose="marketing", status="revoked",
+                                    source="api", actor="t", at=T0)
+    # The survivor's own grant is newer than the merged contact's SMS revocation: that copy changes nothing.
+    consent_services.consent_record(contact=survivor, channel="sms", purpose="marketing", status="granted",
+                                    source="confirmation", actor="t", at=T0 + dt.timedelta(days=1))
+    WebhookDelivery.objects.all().delete()
+
+    consent_services.contact_merge(survivor=survivor, merged=merged, actor="alice")
+
+    changed = [(d["channel"], d["status"], d["source"], d["contact_external_id"]) for t, d in events()
+               if t == "consent.changed"]
+    assert sorted(changed) == [("email", "revoked", "merge", survivor.external_id),
+                               ("sms", "revoked", "merge", survivor.external_id)]
+    assert [d["channel"] for t, d in events() if t == "contact.unsubscribed"] == ["email"]
+
