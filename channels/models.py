@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.fields.json import KeyTransform
 
 from consent.models import Channel, MessageClass
 
@@ -386,6 +387,12 @@ class WebhookDelivery(models.Model):
             models.Index(fields=["claimed_at"], name="webhook_delivery_sending",
                          condition=Q(status=WebhookDeliveryStatus.SENDING)),
             models.Index(fields=["endpoint", "-id"], name="webhook_delivery_endpoint"),
+            # The hourly prune finds the finished rows past retention.
+            models.Index(fields=["finished_at"], name="webhook_delivery_finished",
+                         condition=Q(finished_at__isnull=False)),
+            # An erasure renames the contact in the payloads that name it.
+            models.Index(KeyTransform("contact_external_id", KeyTransform("data", "payload")),
+                         name="webhook_delivery_contact"),
         ]
 
     def __str__(self) -> str:

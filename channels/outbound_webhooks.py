@@ -380,6 +380,25 @@ def deliveries_dispatch_due(*, now: dt.datetime | None = None) -> int:
     return len(due)
 
 
+def deliveries_prune(*, now: dt.datetime | None = None, chunk: int = 5000) -> int:
+    """Forget deliveries finished (succeeded or given up) more than
+    WEBHOOKS_RETENTION_DAYS ago, with their attempts; pending, sending and
+    replayed ones stay. Returns how many were deleted."""
+    before = (now or timezone.now()) - dt.timedelta(days=settings.WEBHOOKS_RETENTION_DAYS)
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            # Locked and re-checked: a replay between the read and the delete keeps its row.
+            ids = list(WebhookDelivery.objects.select_for_update(skip_locked=True)
+                       .filter(status__in=[DS.SUCCEEDED, DS.GIVEN_UP], finished_at__lt=before)
+                       .order_by("finished_at").values_list("pk", flat=True)[:chunk])
+            WebhookAttempt.objects.filter(delivery_id__in=ids).delete()
+            WebhookDelivery.objects.filter(pk__in=ids).delete()
+        deleted += len(ids)
+        if len(ids) < chunk:
+            return deleted
+
+
 def deliveries_replay(*, deliveries: Iterable[WebhookDelivery], actor: str) -> int:
     """A new attempt now (same webhook-id), logged as a replay by `actor`.
     Refused for a disabled endpoint: enable it first."""

@@ -37,3 +37,8 @@ def deliver_webhooks(delivery_ids: list[int]) -> int:
 @shared_task(name="channels.dispatch_due_webhooks")
 def dispatch_due_webhooks() -> int:
     return outbound_webhooks.deliveries_dispatch_due()
+
+
+@shared_task(name="channels.prune_webhook_deliveries")
+def prune_webhook_deliveries() -> int:
+    return outbound_webhooks.deliveries_prune()

@@ -402,10 +402,13 @@ WEBHOOKS_BATCH_SIZE = env_int("WEBHOOKS_BATCH_SIZE", 50)
 WEBHOOKS_CLAIM_LIMIT = env_int("WEBHOOKS_CLAIM_LIMIT", 1000)
 # A row handed to the broker this long ago and still pending is handed again (the broker lost it).
 WEBHOOKS_REENQUEUE_AFTER_SECONDS = env_int("WEBHOOKS_REENQUEUE_AFTER_SECONDS", 120)
+# Finished deliveries (and their attempts) are kept this long for the log and replays, then deleted (hourly).
+WEBHOOKS_RETENTION_DAYS = env_int("WEBHOOKS_RETENTION_DAYS", 30)
 # Plain http is refused outside DEBUG, except to these hosts (tests' local receivers).
 WEBHOOKS_HTTP_ALLOWED_HOSTS = env_list("WEBHOOKS_HTTP_ALLOWED_HOSTS", [])
-if WEBHOOKS_DISABLE_AFTER_FAILURES < 1 or WEBHOOKS_TIMEOUT_SECONDS < 1:
-    raise ImproperlyConfigured("WEBHOOKS_DISABLE_AFTER_FAILURES and WEBHOOKS_TIMEOUT_SECONDS must be at least 1")
+if WEBHOOKS_DISABLE_AFTER_FAILURES < 1 or WEBHOOKS_TIMEOUT_SECONDS < 1 or WEBHOOKS_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured(
+        "WEBHOOKS_DISABLE_AFTER_FAILURES, WEBHOOKS_TIMEOUT_SECONDS and WEBHOOKS_RETENTION_DAYS must be at least 1")
 
 # --- journeys app (events, engine, caps) ---
 # Message classes whose journey versions need a Compliance reviewer (who did not edit them) to go live.

@@ -17,7 +17,13 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from channels import outbound_webhooks
-from channels.models import MessageStatus, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
+from channels.models import (
+    MessageStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+)
 from consent import services as consent_services
 from consent.models import Channel, ConsentSource, ConsentStatus
 from tests.channels.fakes import FakeHttpService, free_port
@@ -216,6 +222,31 @@ def test_after_erasure_stored_payloads_and_their_replays_no_longer_name_the_cont
     deliver_all()
     bodies = [verified(endpoint.secret, r) for r in receiver.requests]
     assert bodies and all(former not in str(b) for b in bodies)
+
+
+def test_finished_deliveries_are_forgotten_after_the_retention_and_the_rest_stay(contact, receiver, settings):
+    settings.WEBHOOKS_RETENTION_DAYS = 30
+    endpoint_for(receiver.url, "consent.changed")
+    with time_machine.travel(T0, tick=True):
+        for _ in range(4):
+            revoke_sms(contact)
+        deliver_all()
+    succeeded, given_up, replayed, retrying = WebhookDelivery.objects.order_by("pk")
+    WebhookDelivery.objects.filter(pk=given_up.pk).update(status=WebhookDeliveryStatus.GIVEN_UP)
+    WebhookDelivery.objects.filter(pk=retrying.pk).update(status=WebhookDeliveryStatus.PENDING, finished_at=None)
+    outbound_webhooks.deliveries_replay(deliveries=[replayed], actor="ops")
+    with time_machine.travel(T0 + dt.timedelta(days=20), tick=True):
+        revoke_sms(contact)
+        recent = WebhookDelivery.objects.latest("pk")
+        outbound_webhooks.deliveries_attempt(delivery_ids=[recent.pk])
+
+    assert outbound_webhooks.deliveries_prune(now=T0 + dt.timedelta(days=30, minutes=1), chunk=1) == 2
+
+    kept = set(WebhookDelivery.objects.values_list("pk", flat=True))
+    assert kept == {replayed.pk, retrying.pk, recent.pk}
+    assert not WebhookAttempt.objects.filter(delivery_id__in=[succeeded.pk, given_up.pk]).exists()
+    assert WebhookAttempt.objects.filter(delivery_id=retrying.pk).exists(), "a row that stays keeps its log"
+    assert outbound_webhooks.deliveries_prune(now=T0 + dt.timedelta(days=30, minutes=1)) == 0
 
 
 def test_a_rolled_back_transaction_emits_nothing(contact, receiver):
