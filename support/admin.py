@@ -134,11 +134,17 @@ class SupportCaseAdmin(ReinforcedGuardedModelAdminMixin, SimpleHistoryAdmin, Mod
                             "resolution_due_at", "last_customer_reply_at", "resolved_at", "closed_at"]}),
     ]
     change_form_outer_after_template = "support/case_page.html"
+    change_list_template = "support/case_queue.html"
     actions_detail = ["reply", "add_note", "change_status", "change_priority", "assign"]
 
     # Scope: the list, the change page, history and every action go through here.
     def get_queryset(self, request):
         return selectors.cases_visible_to(request.user, super().get_queryset(request))
+
+    def changelist_view(self, request, extra_context=None):
+        # What an empty queue says: whose cases it would hold.
+        queue = {"sees_all": selectors.sees_all_cases(request.user), "teams": selectors.teams_of(request.user)}
+        return super().changelist_view(request, {**(extra_context or {}), "queue": queue})
 
     def has_view_permission(self, request, obj=None) -> bool:
         if obj is not None:

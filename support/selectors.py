@@ -81,6 +81,10 @@ def team_of(user: User) -> Team | None:
     return Team.objects.filter(group__user=user).order_by("pk").first()
 
 
+def teams_of(user: User) -> list[Team]:
+    return list(Team.objects.filter(group__user=user).order_by("name"))
+
+
 def reply_channels() -> list[str]:
     return list(settings.SUPPORT_AGENT_REPLY_TEMPLATES)
 

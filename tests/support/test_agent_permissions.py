@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from support import services
 from support.models import CaseNote, CaseStatus
+from tests.support import factories
 
 ADMIN = "/admin/support/supportcase/"
 
@@ -123,6 +124,20 @@ def test_an_outsider_sees_no_case_anywhere(outsider, tech_case):
     assert browser(outsider).get(f"{ADMIN}{tech_case.pk}/change/").status_code in (302, 403)
     assert api_as(outsider).get(f"/api/v1/cases/{tech_case.number}/").status_code == 403
     assert APIClient().get("/api/v1/cases/").status_code in (401, 403)
+
+
+def test_an_empty_queue_says_whose_cases_it_would_hold(ada, tom, operator, billing_case):
+    newcomer = factories.person("nina_new")
+    assert "You are in no support team yet" in browser(newcomer).get(ADMIN).content.decode()
+    assert "Your queue is empty" in browser(tom).get(ADMIN).content.decode()
+    assert "cases assigned to you and to Tech." in browser(tom).get(ADMIN).content.decode()
+
+    searched = browser(ada).get(ADMIN, {"q": "no such subject"}).content.decode()
+    assert "No case matches your search or filters" in searched and "Only the cases of your queue" in searched
+    listed = browser(ada).get(ADMIN).content.decode()
+    assert billing_case.number in listed and "data-empty-queue" not in listed
+    billing_case.delete()
+    assert "No cases yet" in browser(operator).get(ADMIN).content.decode()
 
 
 JOURNEY_BROWSING = ["view_enrollment", "view_task", "change_task", "view_journey", "view_stepexecution"]
