@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
@@ -103,11 +103,15 @@ class AuditExportAdmin(BackgroundJobAdmin, ModelAdmin):
         if export.status != ExportStatus.COMPLETE:
             return "Files appear here once the export is complete."
         entries = [*export.manifest.get("files", []), {"file": "manifest.json", "rows": "", "sha256": ""}]
-        return format_html(
-            "<table><tr><th>File</th><th>Rows</th><th>SHA-256</th></tr>{}</table>",
-            format_html_join("", '<tr><td><a href="{}">{}</a></td><td>{}</td><td><code>{}</code></td></tr>', (
-                (reverse("admin:analytics_auditexport_download", args=[export.pk, entry["file"]]), entry["file"],
-                 entry["rows"], entry["sha256"]) for entry in entries)))
+        rows = [[format_html('<a class="text-primary-600 underline" href="{}">{}</a>',
+                             reverse("admin:analytics_auditexport_download", args=[export.pk, entry["file"]]),
+                             entry["file"]),
+                 f"{entry['rows']:,}" if entry["rows"] != "" else "",
+                 # The table is narrow; the whole hash is the title, and manifest.json holds it too.
+                 format_html('<code class="text-xs" title="{}">{}</code>', entry["sha256"],
+                             f"{entry['sha256'][:16]}…" if entry["sha256"] else "")] for entry in entries]
+        return render_to_string("unfold/components/table.html", {"table": {"headers": ["File", "Rows", "SHA-256"],
+                                                                          "rows": rows}})
 
     def get_urls(self):
         return [

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -25,6 +26,12 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 from unfold.forms import BaseDialogForm
+from unfold.widgets import (
+    UnfoldAdminFileFieldWidget,
+    UnfoldAdminTextareaWidget,
+    UnfoldAdminTextInputWidget,
+    UnfoldBooleanSwitchWidget,
+)
 
 from config.admin_jobs import BackgroundJobAdmin, progress_bar
 from consent.admin_masking import PersonalDataAdminMixin
@@ -515,15 +522,19 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
         if not self.has_simulate_permission(request):
             raise PermissionDenied
         journey = self._journey_or_404(request, object_id)
-        form = SimulateForm(request.POST or None)
+        trigger = (journey.definition.get("trigger") or {}).get("event", "event.name")
+        form = SimulateForm(request.POST or None,
+                            initial={"events": f"{timezone.now():%Y-%m-%dT%H:%M:00Z} | {trigger} | {{}}"})
         timeline = None
         if request.method == "POST" and form.is_valid():
-            timeline = simulate(
+            entries = simulate(
                 journey=journey, contact=form.cleaned_data["contact"], events=form.cleaned_data["events"],
                 draft=form.cleaned_data["use_draft"],
             )
+            timeline = _table(["When (UTC)", "Kind", "What", "Channel", "Outcome", "Rule / reason", "Until"], [
+                (_minute(e.at), e.kind, e.what, e.channel, e.outcome, e.reason, _minute(e.until)) for e in entries])
         context = {**self.admin_site.each_context(request), "journey": journey, "form": form, "timeline": timeline,
-                   "title": f"Simulate {journey.name}", "opts": self.model._meta}
+                   "title": f"Simulate {journey.name}", "opts": self.model._meta, "original": journey}
         return TemplateResponse(request, "journeys/simulate.html", context)
 
     def why_not_view(self, request, object_id):
@@ -532,10 +543,13 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
         journey = self._journey_or_404(request, object_id)
         external_id = request.GET.get("contact", "").strip()
         contact = Contact.objects.filter(external_id=external_id).first() if external_id else None
-        reasons = selectors.why_not(contact=contact, journey=journey) if contact else None
+        reasons = None
+        if contact:
+            reasons = _table(["When (UTC)", "What", "Why"], [
+                (_minute(r.at), r.what, r.why) for r in selectors.why_not(contact=contact, journey=journey)])
         context = {**self.admin_site.each_context(request), "journey": journey, "contact": contact,
                    "external_id": external_id, "reasons": reasons, "title": f"Why not: {journey.name}",
-                   "opts": self.model._meta}
+                   "opts": self.model._meta, "original": journey}
         return TemplateResponse(request, "journeys/why_not.html", context)
 
 
@@ -546,7 +560,7 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
         if not self.has_publish_permission(request, object_id):
             raise PermissionDenied
         context = {**self.admin_site.each_context(request), "journey": journey, "opts": self.model._meta,
-                   "title": f"Enroll contacts from a CSV file: {journey.name}",
+                   "original": journey, "title": f"Enroll contacts from a CSV file: {journey.name}",
                    "max_rows": settings.JOURNEYS_ENROLL_CSV_MAX_ROWS}
         if request.method == "POST" and "confirm" in request.POST:
             return self._enroll_confirmed(request, journey, context)
@@ -554,7 +568,9 @@ class JourneyAdmin(GuardedModelAdmin, SimpleHistoryAdmin, ModelAdmin):
         context["form"] = form
         if request.method == "POST" and form.is_valid():
             read = form.cleaned_data["file"]
-            context.update(read=read, token=enroll_token(journey, read, request.FILES["file"].name))
+            problems = _table(["Line", "Problem", "Detail"], [
+                (p.line, "unknown contact" if p.kind == "unknown" else "bad row", p.message) for p in read.problems])
+            context.update(read=read, problems=problems, token=enroll_token(journey, read, request.FILES["file"].name))
         return TemplateResponse(request, "journeys/enroll_csv.html", context)
 
     def _enroll_confirmed(self, request, journey: Journey, context: dict) -> HttpResponse:
@@ -610,8 +626,18 @@ def lift_line(lift: selectors.Lift) -> str:
     return " · ".join(parts)
 
 
+def _table(headers: list[str], rows: list[tuple]) -> dict:
+    """Rows for Unfold's table component (unfold/components/table.html)."""
+    return {"headers": headers, "rows": [list(row) for row in rows]}
+
+
+def _minute(at) -> str:
+    return f"{at:%Y-%m-%d %H:%M}" if at else ""
+
+
 class EnrollCsvForm(forms.Form):
-    file = forms.FileField(help_text="A header line naming external_id, email or phone, then one contact a row")
+    file = forms.FileField(help_text="A header line naming external_id, email or phone, then one contact a row",
+                           widget=UnfoldAdminFileFieldWidget)
 
     def clean_file(self) -> selectors.CsvContacts:
         upload = self.cleaned_data["file"]
@@ -624,13 +650,14 @@ class EnrollCsvForm(forms.Form):
 
 
 class SimulateForm(forms.Form):
-    contact = forms.CharField(help_text="External id of the contact")
+    contact = forms.CharField(help_text="External id of the contact", widget=UnfoldAdminTextInputWidget)
     events = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 6, "style": "font-family:monospace"}),
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 6, "class": "font-mono"}),
         help_text='One event a line: ISO time | event name | JSON properties, e.g. '
         '2026-03-02T09:00:00Z | appointment.booked | {"appointment_at": "2026-03-10T15:00:00+00:00"}',
     )
-    use_draft = forms.BooleanField(required=False, initial=True, label="Simulate the draft (else the live version)")
+    use_draft = forms.BooleanField(required=False, initial=True, label="Simulate the draft (else the live version)",
+                                   widget=UnfoldBooleanSwitchWidget)
 
     def clean_contact(self) -> Contact:
         contact = Contact.objects.filter(external_id=self.cleaned_data["contact"].strip()).first()

@@ -142,6 +142,17 @@ def test_only_reviewers_and_operators_download_and_every_download_is_logged(clie
     assert client.get(outside).status_code == 302 and AuditExportDownload.objects.count() == 2
 
 
+def test_the_export_page_links_every_file_with_its_rows_and_hash(client, seeded, reviewer):
+    export = services.run_export(services.request_export("2026-W47", requested_by="rob").pk)
+    client.force_login(reviewer)
+    page = client.get(reverse("admin:analytics_auditexport_change", args=[export.pk])).content.decode()
+    for entry in export.manifest["files"]:
+        link = reverse("admin:analytics_auditexport_download", args=[export.pk, entry["file"]])
+        assert f'href="{link}"' in page
+        assert f'title="{entry["sha256"]}"' in page
+    assert reverse("admin:analytics_auditexport_download", args=[export.pk, "manifest.json"]) in page
+
+
 def test_a_failed_run_leaves_nothing_complete_and_a_retry_finishes_it(seeded, monkeypatch):
     export = services.request_export("2026-W47", requested_by="rob")
     calls = []

@@ -104,6 +104,7 @@ def test_the_simulate_page_runs_a_dry_run(admin_client, journey):
     contact = ContactFactory()
     url = reverse("admin:journeys_journey_simulate", args=[journey.pk])
 
+    assert b"| user.signed_up | {}</textarea>" in admin_client.get(url).content, "the trigger's event, ready to edit"
     bad = admin_client.post(url, {"contact": contact.external_id, "events": "yesterday | x"})
     good = admin_client.post(url, {"contact": contact.external_id,
                                    "events": '2026-03-02T09:00:00Z | user.signed_up | {"plan": "pro"}'})
