@@ -46,6 +46,9 @@ class TimelineEntry:
     until: dt.datetime | None = None
 
 
+KIND_ORDER = {"event": 0, "entry": 1, "step": 2, "message": 3}
+
+
 class _Rollback(Exception):
     pass
 
@@ -67,7 +70,8 @@ def simulate(
             raise _Rollback
     except _Rollback:
         pass
-    return sorted(timeline, key=lambda entry: entry.at)
+    # At one instant the story reads in causal order: the event, its entry, the step, its message.
+    return sorted(timeline, key=lambda entry: (entry.at, KIND_ORDER[entry.kind]))
 
 
 def _isolate(journey: Journey, draft: bool, at: dt.datetime) -> None:

@@ -86,6 +86,7 @@ def test_simulate_shows_the_timeline_and_writes_nothing(journey, t0):
     messages = [(e.at, e.channel, e.outcome) for e in timeline if e.kind == "message"]
     assert messages == [(t0, "email", "sent"), (t0 + dt.timedelta(days=1), "email", "sent")]
     assert [e.what for e in timeline if e.kind == "event"] == ["user.signed_up", "user.activated"]
+    assert [e.kind for e in timeline if e.at == t0][:4] == ["event", "entry", "step", "message"], "causal order"
 
 
 def test_simulate_names_the_rule_that_stopped_a_message(journey, t0):
