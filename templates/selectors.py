@@ -68,7 +68,7 @@ def review_queue(user) -> list[dict]:
             "version": version,
             "template": version.template,
             "author": version.author,
-            "editors": [u.get_username() for u in version.editors.all()],
+            "editors": [u.get_username() for u in version.editors.all() if u.pk != version.author_id],  # others
             "submitted_at": version.submitted_at,
             "may_review": approver and permissions.four_eyes_ok(user, writers),
         })

@@ -59,6 +59,8 @@ def test_the_review_queue_shows_what_waits_since_when_and_who_wrote_it(client, r
     assert rows[0]["author"].username == "mia_marketer" and rows[0]["submitted_at"] is not None
     assert rows[0]["may_review"] is True
     assert "mia_marketer" in page.content.decode()
+    assert in_review.editors.filter(username="mia_marketer").exists() and rows[0]["editors"] == [], (
+        "the author is not listed again as an editor")
 
 
 def test_the_author_sees_the_queue_but_may_not_review_their_own(client, marketer, in_review):
