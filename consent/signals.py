@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.dispatch import Signal
 
 # kwargs: record (ConsentRecord); in_effect (bool, False only for a merge's
-# copy that an own newer record of the survivor outranks). Sent inside the transaction that appends the
-# record, so what a receiver writes commits or rolls back with it.
+# copy that a newer record of the survivor's own outranks). Sent inside the
+# transaction that appends the record, so what a receiver writes commits or
+# rolls back with it.
 consent_recorded = Signal()
