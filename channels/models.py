@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
 
+from config.bulk import LoadedQuickly
 from consent.models import Channel, MessageClass
 
 
@@ -91,7 +92,7 @@ class SendIntent(models.Model):
         return f"ladder #{self.pk} ({self.status})"
 
 
-class OutboundMessage(models.Model):
+class OutboundMessage(LoadedQuickly, models.Model):
     """One message to one address on one channel: the outbox row, written in
     the same transaction as the decision that caused it, including decisions
     not to send (suppressed, deferred, render failed) with their reason."""

@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from config.bulk import LoadedQuickly
 from consent.masking import mask_address
 
 
@@ -64,7 +65,7 @@ def validate_phone(value: str) -> None:
         normalise_phone(value)
 
 
-class Contact(models.Model):
+class Contact(LoadedQuickly, models.Model):
     """A person we may message, keyed by the integration's `external_id`."""
 
     external_id = models.CharField(max_length=128, unique=True)

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from config.bulk import LoadedQuickly
 from consent.models import Channel, Contact, MessageClass
 
 
@@ -207,7 +208,7 @@ class EnrollmentStatus(models.TextChoices):
 OPEN_ENROLLMENT = (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)
 
 
-class Enrollment(models.Model):
+class Enrollment(LoadedQuickly, models.Model):
     """One contact's trip through one journey version. The engine claims due
     rows (`status=active`, `next_run_at <= now`) with SKIP LOCKED."""
 

@@ -1,5 +1,6 @@
 """`config.bulk.unsaved` makes what the model's keyword constructor makes,
-field for field, for every model it is used with."""
+field for field, for every model it is used with; `LoadedQuickly` models
+read back what Django's own `from_db` builds."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 
 from channels.models import OutboundMessage
 from config.bulk import unsaved
+from consent.models import Contact
+from tests.consent.factories import ContactFactory
 
 NOW = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)
 
@@ -36,3 +39,47 @@ def test_mutable_defaults_are_not_shared_between_rows():
 def test_an_unknown_field_is_refused_by_name():
     with pytest.raises(TypeError, match="'contact'"):
         unsaved(OutboundMessage, contact=None)
+
+
+@pytest.mark.django_db
+def test_a_row_read_back_is_the_instance_django_would_build():
+    from django.db.models import Model
+
+    contact = ContactFactory(attributes={"first_name": "Ana"})
+    row = Contact.objects.filter(pk=contact.pk).values_list(*[f.attname for f in Contact._meta.concrete_fields])[0]
+    names = [f.attname for f in Contact._meta.concrete_fields]
+
+    quick = Contact.objects.get(pk=contact.pk)
+    django = Model.from_db.__func__(Contact, "default", names, list(row))
+
+    assert field_values(quick) == field_values(django)
+    assert not quick._state.adding and quick._state.db == "default"
+
+
+@pytest.mark.django_db
+def test_a_deferred_field_is_left_out_and_loads_on_access():
+    contact = ContactFactory(attributes={"first_name": "Ana"})
+
+    quick = Contact.objects.defer("attributes").get(pk=contact.pk)
+
+    assert quick.get_deferred_fields() == {"attributes"}
+    assert quick.attributes == {"first_name": "Ana"}
+
+
+@pytest.mark.django_db
+def test_a_model_with_an_init_signal_receiver_is_built_the_django_way():
+    from django.db.models.signals import post_init
+
+    contact = ContactFactory()
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance.pk)
+
+    post_init.connect(receiver, sender=Contact)
+    try:
+        Contact.objects.get(pk=contact.pk)
+        unsaved(Contact, external_id="new")
+    finally:
+        post_init.disconnect(receiver, sender=Contact)
+    assert seen == [contact.pk, None]
