@@ -587,18 +587,16 @@ class SendBatch(_SendContext):
 
     def flush(self) -> list[OutboundMessage]:
         """Write the batch: intents, outbox rows and their status events in
-        one multi-row INSERT each; delivery of the queued rows is published
-        once, on commit. Raises IntegrityError if a key was taken meanwhile."""
+        one statement each (the outbox rows by COPY); delivery of the queued
+        rows is published once, on commit. Raises IntegrityError if a key was
+        taken meanwhile."""
         if self.intents:
             SendIntent.objects.bulk_create(self.intents)
         messages = [message for message, _detail in self.messages]
         if messages:
             for message in messages:
                 message.intent_id = message.intent.pk if message.intent is not None else None
-            ids = dict(insert_objects(OutboundMessage, messages, returning="idempotency_key"))
-            for message in messages:
-                message.pk = ids[message.idempotency_key]
-                message._state.adding, message._state.db = False, connection.alias
+            insert_objects(OutboundMessage, messages)
             status_events_insert([(message, "", message.status, detail) for message, detail in self.messages],
                                  self.now)
             _enqueue_queued(messages)

@@ -77,3 +77,37 @@ def test_sends_discarded_after_a_mark_are_never_written_and_their_keys_are_free(
 
     assert retried.status == services.SendStatus.QUEUED
     assert sorted(OutboundMessage.objects.values_list("idempotency_key", flat=True)) == ["failed-step", "kept"]
+
+
+def test_a_row_the_batch_writes_reads_back_as_the_same_send_made_alone(contact, sms_template):
+    now = timezone.now()
+    services.send(contact=contact, data=DATA, origin=api_origin(), idempotency_key="alone",
+                  template_key=sms_template.key, now=now)
+    batch = services.SendBatch(contacts=[contact], now=now)
+    batch.send(contact=contact, data=DATA, origin=api_origin(), idempotency_key="batched",
+               template_key=sms_template.key)
+    batch.flush()
+
+    def row(key):
+        values = OutboundMessage.objects.filter(idempotency_key=key).values().get()
+        return {name: value for name, value in values.items() if name not in ("id", "idempotency_key")}
+
+    assert row("batched") == row("alone")
+
+
+def test_a_flush_whose_key_another_writer_took_raises_and_writes_nothing(contact, sms_template):
+    from django.db import IntegrityError, transaction
+
+    batch = services.SendBatch(contacts=[contact], now=timezone.now())
+    batch.prepare(idempotency_keys=["k1", "k2"], template_keys=[sms_template.key])
+    for key in ("k1", "k2"):
+        batch.send(contact=contact, data=DATA, origin=api_origin(), idempotency_key=key,
+                   template_key=sms_template.key)
+    services.send(contact=contact, data=DATA, origin=api_origin(), idempotency_key="k2",
+                  template_key=sms_template.key)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        batch.flush()
+
+    assert list(OutboundMessage.objects.values_list("idempotency_key", flat=True)) == ["k2"]
+    assert DeliveryEvent.objects.count() == 1
