@@ -6,6 +6,7 @@ templates.services, which is the public entry point (CONTRACTS.md)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from contextlib import nullcontext
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -72,16 +73,22 @@ def render_context(contact: Contact, event_properties: dict | None = None, **ext
 
 def locale_chain(locale: str) -> list[str]:
     """`pt-BR` -> ["pt-br", "pt", <workspace default>], lower-cased, no repeats."""
+    return list(_locale_chain(locale or "", settings.WORKSPACE_DEFAULT_LOCALE))
+
+
+@functools.lru_cache(maxsize=256)
+def _locale_chain(locale: str, default: str) -> tuple[str, ...]:
+    # Asked twice for every message rendered, of a handful of locales.
     chain: list[str] = []
-    parts = (locale or "").replace("_", "-").lower().split("-")
+    parts = locale.replace("_", "-").lower().split("-")
     for end in range(len(parts), 0, -1):
         tag = "-".join(parts[:end])
         if tag and tag not in chain:
             chain.append(tag)
-    default = settings.WORKSPACE_DEFAULT_LOCALE.lower()
+    default = default.lower()
     if default not in chain:
         chain.append(default)
-    return chain
+    return tuple(chain)
 
 
 def pick_variant(variants: list[TemplateVariant], locale: str) -> TemplateVariant:
@@ -164,10 +171,14 @@ def resolve_variables(variables: list[TemplateVariable], data: dict, locale: str
 
 def _copy(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _copy(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_copy(v) for v in value]
+        return {str(k): _copy(v) if isinstance(v, _CONTAINERS) else v for k, v in value.items()}
+    if isinstance(value, _CONTAINERS):
+        return [_copy(v) if isinstance(v, _CONTAINERS) else v for v in value]
     return value
+
+
+# Copied by _copy; any other value is kept as it is (a call per scalar was most of the copy's time).
+_CONTAINERS = (dict, list, tuple)
 
 
 # ---------------------------------------------------------------- HTML
@@ -379,7 +390,8 @@ def render_live(*, template: Template | None, template_key: str, contact: Contac
     version = template.live_version
     if version is None:
         raise RenderError(RenderFailure.NO_LIVE_VERSION, f"{template_key} has no live approved version")
-    version.template = template
+    if version._state.fields_cache.get("template") is not template:  # a batch renders one version many times
+        version.template = template
     return render_version(version=version, contact=contact, data=data, preview=False)
 
 
