@@ -178,7 +178,9 @@ def _construct(model: type[models.Model], fields: dict[str, Any], *, adding: boo
     setters, on foreign key ids, clear a cached related object it cannot have
     yet); Django's pre_init and post_init signals are honoured by building the
     instance Django's way whenever one has a receiver for the model."""
-    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+    # The lists first: asking each signal about the model costs as much as building the instance.
+    signalled = pre_init.receivers or post_init.receivers
+    if signalled and (pre_init.has_listeners(model) or post_init.has_listeners(model)):
         names = [field.attname for field in model._meta.concrete_fields]
         instance = model(*[fields.get(name, DEFERRED) for name in names])
     else:
