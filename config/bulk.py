@@ -148,9 +148,9 @@ def unsaved(model: type[models.Model], **values: Any) -> models.Model:
     """An unsaved instance with `values` given by attname (`contact_id`, not
     `contact`) and every other field at its default: what `model(**values)`
     makes, for paths that make thousands. Django's constructor sets each of
-    the outbox's 42 fields through its descriptor and sends two signals,
-    15 microseconds a row, a tenth of a journey send; this fills the
-    instance's dict at once (`_construct`)."""
+    the outbox's 42 fields through its descriptor and sends two signals (8.4
+    microseconds a journey send's row, given positionally); this fills the
+    instance's dict at once (`_construct`, 1.9)."""
     static, fresh = _defaults(model)
     if not values.keys() <= static.keys():
         raise TypeError(f"{model.__name__} has no field {sorted(values.keys() - static.keys())[0]!r}")
@@ -163,8 +163,9 @@ def unsaved(model: type[models.Model], **values: Any) -> models.Model:
 
 class LoadedQuickly:
     """A model mixin: instances read from the database are built by
-    `_construct` instead of Model.__init__, a third of the cost for the rows
-    the journeys tick and delivery claim by the thousand. Deferred fields
+    `_construct` instead of Model.__init__. For the rows the journeys tick
+    and delivery claim by the thousand: the tick's claim of an enrollment
+    with its contact took 24 microseconds of CPU, now 15. Deferred fields
     are left out of the instance, as Django leaves them, and load on access."""
 
     @classmethod
