@@ -284,9 +284,9 @@ def render_string(source: str, context: dict[str, Any], *, html: bool = False) -
     """Render one field. Raises jinja2 errors, RenderLimitExceeded on the bounds."""
     if not source:
         return ""
-    plan = placeholder_plan(source, html=html)
+    plan = plain_field_plan(source, html=html)
     if plan is not None:
-        text = render_placeholders(plan, context, html=html)
+        text = render_plain_field(plan, context, html=html)
         if text is not None:
             return text
     return render_with_jinja(source, context, html=html)
@@ -316,13 +316,13 @@ def render_with_jinja(source: str, context: dict[str, Any], *, html: bool = Fals
 # of them. Any lookup that Jinja would do differently (a missing key, a value
 # that is not a dict, a name that is also a dict method) falls back to Jinja,
 # which then gives its own result or error: property-tested against it in
-# tests/templates/test_placeholder_fast_path.py.
+# tests/templates/test_plain_field_fast_path.py.
 
-Placeholder = tuple[str, ...]  # a dotted path: ("contact", "first_name")
+DottedPath = tuple[str, ...]  # a dotted path: ("contact", "first_name")
 
 
 @functools.lru_cache(maxsize=2048)
-def placeholder_plan(source: str, *, html: bool) -> tuple[str | Placeholder, ...] | None:
+def plain_field_plan(source: str, *, html: bool) -> tuple[str | DottedPath, ...] | None:
     """The field as text pieces and dotted paths, or None if it holds
     anything else (a tag, a filter, a literal, a comment)."""
     try:
@@ -331,7 +331,7 @@ def placeholder_plan(source: str, *, html: bool) -> tuple[str | Placeholder, ...
         return None
     if len(body) != 1 or not isinstance(body[0], nodes.Output):
         return None
-    plan: list[str | Placeholder] = []
+    plan: list[str | DottedPath] = []
     for node in body[0].nodes:
         if isinstance(node, nodes.TemplateData):
             plan.append(node.data)
@@ -343,7 +343,7 @@ def placeholder_plan(source: str, *, html: bool) -> tuple[str | Placeholder, ...
     return tuple(plan)
 
 
-def _dotted_path(node: nodes.Node) -> Placeholder | None:
+def _dotted_path(node: nodes.Node) -> DottedPath | None:
     attributes = []
     while isinstance(node, nodes.Getattr):
         attributes.append(node.attr)
@@ -354,7 +354,7 @@ def _dotted_path(node: nodes.Node) -> Placeholder | None:
     return (node.name, *reversed(attributes))
 
 
-def render_placeholders(plan: tuple[str | Placeholder, ...], context: dict, *, html: bool) -> str | None:
+def render_plain_field(plan: tuple[str | DottedPath, ...], context: dict, *, html: bool) -> str | None:
     """The plan rendered as Jinja renders it, or None where only Jinja can
     say what happens (it is then asked)."""
     parts = []

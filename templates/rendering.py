@@ -390,8 +390,7 @@ def render_live(*, template: Template | None, template_key: str, contact: Contac
     version = template.live_version
     if version is None:
         raise RenderError(RenderFailure.NO_LIVE_VERSION, f"{template_key} has no live approved version")
-    if version._state.fields_cache.get("template") is not template:  # a batch renders one version many times
-        version.template = template
+    version.template = template
     return render_version(version=version, contact=contact, data=data, preview=False)
 
 

@@ -1,5 +1,5 @@
 """Fields that are only text and `{{ a.b }}` outputs skip Jinja's generated
-code (templates.engine.render_placeholders). Whatever the source and the
+code (templates.engine.render_plain_field). Whatever the source and the
 data, a render must come out exactly as Jinja renders it, or fail with
 Jinja's own error."""
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from templates.engine import placeholder_plan, render_string, render_with_jinja
+from templates.engine import plain_field_plan, render_string, render_with_jinja
 
 # Names that are keys of the data, dict methods (`items` is dict.items to Jinja), sandbox globals and absent names.
 NAMES = st.sampled_from(["contact", "first_name", "event", "items", "keys", "range", "x", "missing"])
@@ -32,7 +32,7 @@ def paths_in(data: dict, prefix: tuple = ()) -> list[tuple]:
 
 
 @st.composite
-def placeholder(draw, data: dict) -> str:
+def dotted_output(draw, data: dict) -> str:
     # Mostly paths the data holds (the fast path's case), sometimes any path (Jinja's errors).
     known = paths_in(data)
     if known and draw(st.integers(0, 3)):
@@ -53,7 +53,7 @@ OTHER = st.sampled_from(["{{ 'literal' }}", "{{ x|upper }}", "{% if x %}y{% endi
 @st.composite
 def field(draw) -> tuple[str, dict]:
     data = draw(DATA)
-    pieces = draw(st.lists(st.one_of(TEXT, placeholder(data), placeholder(data), OTHER), min_size=1, max_size=6))
+    pieces = draw(st.lists(st.one_of(TEXT, dotted_output(data), dotted_output(data), OTHER), min_size=1, max_size=6))
     return "".join(pieces), data
 
 
@@ -77,8 +77,8 @@ def test_a_field_renders_exactly_as_jinja_renders_it(case, html):
     "{{- contact.first_name -}}\n",
     "<p>Hello {{ contact.first_name }}</p>",
 ])
-def test_a_field_of_text_and_placeholders_takes_the_fast_path(source):
-    assert placeholder_plan(source, html=True) is not None
+def test_a_field_of_text_and_dotted_outputs_takes_the_fast_path(source):
+    assert plain_field_plan(source, html=True) is not None
 
 
 @pytest.mark.parametrize("source", [
@@ -86,7 +86,7 @@ def test_a_field_of_text_and_placeholders_takes_the_fast_path(source):
     "{{ x[0] }}",
 ])
 def test_anything_else_is_left_to_jinja(source):
-    assert placeholder_plan(source, html=False) is None
+    assert plain_field_plan(source, html=False) is None
 
 
 @pytest.mark.parametrize(("data", "html", "text"), [
@@ -94,7 +94,7 @@ def test_anything_else_is_left_to_jinja(source):
     ({"contact": {"first_name": "<b>Ana</b>"}}, True, "Hi &lt;b&gt;Ana&lt;/b&gt; <3"),
     ({"contact": {"first_name": None}}, False, "Hi None <3"),
 ])
-def test_placeholders_print_as_jinja_prints_them(data, html, text):
+def test_dotted_outputs_print_as_jinja_prints_them(data, html, text):
     assert render_string("Hi {{ contact.first_name }} <3", data, html=html) == text
 
 
