@@ -192,7 +192,9 @@ class DeliveryEvent(models.Model):
         REPLIED = "replied", "Replied"
         RUNG = "rung", "Ladder step"
 
-    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="events")
+    # No database constraint: outbox rows are never deleted, and it cost a query per event written
+    # (journeys/models.py says more).
+    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="events", db_constraint=False)
     kind = models.CharField(max_length=16, choices=Kind)
     status = models.CharField(max_length=32, blank=True, default="", help_text="Status reported or moved to")
     old_status = models.CharField(max_length=16, blank=True, default="")
