@@ -232,15 +232,21 @@ def _json_text(value: Any) -> str | None:
 _django_default = DjangoJSONEncoder().default
 
 
-def _as_text(value: Any) -> Any:
-    # orjson writes a UTC offset to the minute: a zone's offset in seconds
-    # (local mean time, before about 1900) would move the instant.
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return _django_default(value)  # Decimal, lazy text, durations: as Django's encoder writes them
-
-
 def _dumps(value: Any) -> str:
+    # orjson writes a UTC offset to the minute: a zone's offset in seconds
+    # (local mean time, before about 1900) would move the instant, so
+    # datetimes are passed through to isoformat. A batch's rows share a few
+    # datetime objects (its `now`), each written once per document.
+    texts: dict[int, str] = {}
+
+    def as_text(item: Any) -> Any:
+        if isinstance(item, dt.datetime):
+            text = texts.get(id(item))
+            if text is None:
+                text = texts[id(item)] = item.isoformat()
+            return text
+        return _django_default(item)  # Decimal, lazy text, durations: as Django's encoder writes them
+
     # Keys that are not strings become strings, as json.dumps makes them.
     options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
-    return orjson.dumps(value, default=_as_text, option=options).decode()
+    return orjson.dumps(value, default=as_text, option=options).decode()

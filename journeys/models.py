@@ -23,7 +23,7 @@ from consent.models import Channel, Contact, MessageClass
 # tests/journeys/test_foreign_keys_without_constraint.py.
 
 
-class Event(models.Model):
+class Event(LoadedQuickly, models.Model):
     """Something a contact did, sent by an integration. Append-mostly; the
     idempotency key makes a retried or racing delivery a duplicate, never a
     second effect. `processed_at` is set once triggers, waits and exits saw it."""

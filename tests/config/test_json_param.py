@@ -38,3 +38,17 @@ def test_json_param_writes_what_json_dumps_wrote(rows):
 
 def test_lazy_text_and_decimals_are_written_as_text():
     assert json.loads(json_param([(gettext_lazy("sent"), Decimal("0.0075"))])) == [["sent", "0.0075"]]
+
+
+def test_each_datetime_keeps_its_own_offset_when_rows_share_them():
+    # The writer remembers the text of each datetime object it has written: equal instants in
+    # other zones, and offsets in seconds (Amsterdam's local mean time), are still their own.
+    from zoneinfo import ZoneInfo
+
+    now = dt.datetime(2026, 12, 7, 11, 0, tzinfo=dt.UTC)
+    kolkata = now.astimezone(ZoneInfo("Asia/Kolkata"))
+    old = dt.datetime(1890, 1, 1, 12, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
+    rows = [(now, kolkata, old), (now, kolkata, old)]
+
+    assert json.loads(json_param(rows)) == [[now.isoformat(), kolkata.isoformat(), old.isoformat()]] * 2
+    assert json.loads(json_param(rows))[0][1].endswith("+05:30")
