@@ -1,10 +1,11 @@
 """Set-based writes shared by the apps' hot paths (event ingestion, the
 journeys tick, delivery): every row of a batch in one statement.
 
-On PostgreSQL the rows travel as one JSON document, unpacked by
-jsonb_array_elements (`json_rows`): a statement of constant shape and one
-parameter, which orjson writes in C (json.dumps took twice as long, a
-twentieth of the journeys tick). Django's bulk_create and
+On PostgreSQL, rows that are only inserted go in by COPY (`copy_rows`);
+an INSERT with ON CONFLICT or RETURNING, and an UPDATE, take the rows as one
+JSON document, unpacked by jsonb_array_elements (`json_rows`): a statement
+of constant shape and one parameter, which orjson writes in C (json.dumps
+took twice as long, a twentieth of the journeys tick). Django's bulk_create and
 bulk_update, a VALUES list with a placeholder per value, or an array per
 column (which the driver quotes element by element) cost several times
 more Python per row."""
@@ -34,8 +35,14 @@ def insert_rows(
 ) -> list[tuple]:
     """One INSERT for all rows, ON CONFLICT <on_conflict> DO NOTHING if asked
     ("" skips a conflict with any unique constraint), and the RETURNING
-    columns of the rows it stored."""
+    columns of the rows it stored. Rows that need neither go in by COPY on
+    PostgreSQL, in their order (ids ascend with it): for the tick's step
+    executions the server spent 8.0 microseconds a row on the JSON INSERT,
+    4.8 on COPY, and our process 1.0 and 2.8."""
     if not rows:
+        return []
+    if on_conflict is None and not returning and connection.vendor == "postgresql":
+        copy_rows(model, columns, rows)
         return []
     ops = connection.ops
     names = ", ".join(ops.quote_name(name) for name, _ in columns)
@@ -56,6 +63,27 @@ def insert_rows(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if returning else []
+
+
+def copy_rows(model: type[models.Model], columns: tuple[Column, ...] | list[Column],
+              rows: list[tuple] | list[list]) -> None:
+    """COPY the rows into the model's table, PostgreSQL only: values as
+    `insert_rows` takes them, a "jsonb" column's None as JSON null and a
+    "jsonb null" column's as SQL NULL. A refused row (a unique violation, a
+    value too long) raises Django's error and writes nothing."""
+    quote = connection.ops.quote_name
+    json_columns = [(i, kind == "jsonb null") for i, (_name, kind) in enumerate(columns) if kind.startswith("jsonb")]
+    sql = f"COPY {quote(model._meta.db_table)} ({', '.join(quote(name) for name, _kind in columns)}) FROM STDIN"
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg's own: Django's wrapper has no COPY
+        set_json_dumps(_dumps, context=raw)
+        with connection.wrap_database_errors, raw.copy(sql) as copy:
+            for row in rows:
+                if json_columns:
+                    row = list(row)
+                    for i, null in json_columns:
+                        row[i] = None if row[i] is None and null else Jsonb(row[i])
+                copy.write_row(row)
 
 
 def update_rows(
@@ -115,25 +143,14 @@ def insert_objects(model: type[models.Model], objs: list[models.Model]) -> None:
     for field in filter(_auto_now, fields):
         for obj in objs:
             field.pre_save(obj, add=True)  # sets the value on the object, as save() would
-    quote = connection.ops.quote_name
-    table, pk = model._meta.db_table, model._meta.pk
     with connection.cursor() as cursor:
         cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                       [table, pk.column, len(objs)])
+                       [model._meta.db_table, model._meta.pk.column, len(objs)])
         for obj, (pk_value,) in zip(objs, cursor.fetchall(), strict=True):
             obj.pk = pk_value
-        values_of = operator.attrgetter(*(f.attname for f in fields))
-        json_columns = [(i, f.null) for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
-        raw = cursor.cursor  # psycopg's own: Django's wrapper has no COPY
-        set_json_dumps(_dumps, context=raw)
-        columns = ", ".join(quote(f.column) for f in fields)
-        with connection.wrap_database_errors, raw.copy(f"COPY {quote(table)} ({columns}) FROM STDIN") as copy:
-            for obj in objs:
-                row = list(values_of(obj))
-                for i, null in json_columns:
-                    # As Django stores them: None is SQL NULL where the column allows it, JSON null elsewhere.
-                    row[i] = None if row[i] is None and null else Jsonb(row[i])
-                copy.write_row(row)
+    values_of = operator.attrgetter(*(f.attname for f in fields))
+    # JSON fields as Django stores them (`_kind`): None is SQL NULL where the column allows it, JSON null elsewhere.
+    copy_rows(model, [(f.column, _kind(f)) for f in fields], [values_of(obj) for obj in objs])
     for obj in objs:
         obj._state.adding, obj._state.db = False, connection.alias
 
