@@ -169,16 +169,16 @@ def resolve_variables(variables: list[TemplateVariable], data: dict, locale: str
     return resolved
 
 
+# Copied by _copy; any other value is kept as it is (a call per scalar was most of the copy's time).
+_CONTAINERS = (dict, list, tuple)
+
+
 def _copy(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _copy(v) if isinstance(v, _CONTAINERS) else v for k, v in value.items()}
-    if isinstance(value, _CONTAINERS):
+    if isinstance(value, list | tuple):
         return [_copy(v) if isinstance(v, _CONTAINERS) else v for v in value]
     return value
-
-
-# Copied by _copy; any other value is kept as it is (a call per scalar was most of the copy's time).
-_CONTAINERS = (dict, list, tuple)
 
 
 # ---------------------------------------------------------------- HTML
