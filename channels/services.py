@@ -590,12 +590,12 @@ class SendBatch(_SendContext):
         one statement each (the outbox rows by COPY); delivery of the queued
         rows is published once, on commit. Raises IntegrityError if a key was
         taken meanwhile."""
+        messages = [message for message, _detail in self.messages]
         if self.intents:
             SendIntent.objects.bulk_create(self.intents)
-        messages = [message for message, _detail in self.messages]
-        if messages:
             for message in messages:
                 message.intent_id = message.intent.pk if message.intent is not None else None
+        if messages:
             insert_objects(OutboundMessage, messages)
             status_events_insert([(message, "", message.status, detail) for message, detail in self.messages],
                                  self.now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,9 +259,14 @@ def _restore_as_claimed(enrollments: list[Enrollment]) -> None:
         enrollment.contact.attributes = attributes[enrollment.contact_id]
 
 
+_field_values = operator.attrgetter(*ENROLLMENT_FIELDS)
+
+
 def _fields_of(enrollment: Enrollment) -> dict[str, Any]:
     # Only visits and context are mutable (dicts); the rest are immutable values.
-    return {name: _shallow_copy(getattr(enrollment, name)) for name in ENROLLMENT_FIELDS}
+    fields = dict(zip(ENROLLMENT_FIELDS, _field_values(enrollment), strict=True))
+    fields["visits"], fields["context"] = _shallow_copy(fields["visits"]), _shallow_copy(fields["context"])
+    return fields
 
 
 def _shallow_copy(value: Any) -> Any:

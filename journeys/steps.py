@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import transaction
 
+from channels.services import Origin, OriginKind, Rung, SendStatus, send
 from consent import policy
 from consent.models import ConsentStatus, MessageClass
+from journeys import caps
 from journeys.conditions import all_hold, as_datetime
 from journeys.definition import default_next, parse_duration, parse_hhmm
 from journeys.models import Enrollment, EnrollmentStatus, StepOutcome, Task, WebhookCall
+from templates.services import render_context
 
 if TYPE_CHECKING:
     from journeys.engine import Batch
@@ -69,8 +72,6 @@ def contact_zone(contact) -> zoneinfo.ZoneInfo:
 
 
 def origin_for(enrollment: Enrollment, step: dict):
-    from channels.services import Origin, OriginKind
-
     version = enrollment.version
     return Origin(
         kind=OriginKind.JOURNEY,
@@ -83,8 +84,6 @@ def origin_for(enrollment: Enrollment, step: dict):
 
 
 def ladder_for(step: dict) -> list:
-    from channels.services import Rung
-
     rungs = []
     for rung in step["ladder"]:
         timeout = parse_duration(rung["timeout"]) if rung.get("timeout") is not None else None
@@ -98,9 +97,6 @@ def send_key(enrollment: Enrollment, step_key: str) -> str:
 
 
 def run_send(enrollment: Enrollment, step: dict, batch: Batch) -> StepResult:
-    from channels.services import SendStatus, send
-    from templates.services import render_context
-
     if enrollment.is_control:
         return StepResult(StepOutcome.HOLDOUT, _next(enrollment, step), reason="holdout")
     kwargs: dict[str, Any] = {"ladder": ladder_for(step)} if step.get("ladder") else {"template_key": step["template"]}
@@ -112,8 +108,6 @@ def run_send(enrollment: Enrollment, step: dict, batch: Batch) -> StepResult:
     )
     # In a tick the batch decides now and writes every send of the batch at its end.
     result = batch.sends.send(**kwargs) if batch.sends is not None else send(now=batch.now, **kwargs)
-    from journeys import caps
-
     # A duplicate's messages were written (and counted) before.
     new_messages = [] if result.status == SendStatus.DUPLICATE else result.messages
     caps.note_sent(enrollment.contact_id, new_messages, enrollment_id=enrollment.pk)

@@ -378,19 +378,21 @@ def render_version(*, version: TemplateVersion, contact: Contact, data: dict, pr
 def render_for_send(*, template_key: str, contact: Contact, data: dict) -> RenderedMessage:
     """The only render used for real sends: the live approved version."""
     template = Template.objects.select_related("live_version").filter(key=template_key).first()
+    if template is not None and template.live_version is not None:
+        template.live_version.template = template
     return render_live(template=template, template_key=template_key, contact=contact, data=data)
 
 
 def render_live(*, template: Template | None, template_key: str, contact: Contact, data: dict) -> RenderedMessage:
-    """`render_for_send` for a template already loaded (with its live
-    version; None: there is no template with that key), e.g. by
-    `templates.services.templates_for_send` for a batch: no query of its own."""
+    """`render_for_send` for a template already loaded with its live version,
+    which knows its template (None: there is no template with that key), as
+    `templates.services.templates_for_send` loads them for a batch: no query
+    of its own."""
     if template is None:
         raise RenderError(RenderFailure.UNKNOWN_TEMPLATE, f"no template with key {template_key!r}")
     version = template.live_version
     if version is None:
         raise RenderError(RenderFailure.NO_LIVE_VERSION, f"{template_key} has no live approved version")
-    version.template = template
     return render_version(version=version, contact=contact, data=data, preview=False)
 
 

@@ -81,7 +81,12 @@ def templates_for_send(keys: Iterable[str]) -> dict[str, Template]:
         Template.objects.filter(key__in=set(keys)).select_related("live_version")
         .prefetch_related("live_version__variants", "live_version__variables")
     )
-    return {template.key: template for template in rows}
+    found = {}
+    for template in rows:
+        if template.live_version is not None:
+            template.live_version.template = template  # set once here, not at each of the batch's renders
+        found[template.key] = template
+    return found
 
 
 # ---------------------------------------------------------------- templates
