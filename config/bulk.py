@@ -283,14 +283,11 @@ def _dumps(value: Any) -> str:
     # (local mean time, before about 1900) would move the instant, so
     # datetimes are passed through to isoformat. A batch's rows share a few
     # datetime objects (its `now`), each written once per document.
-    texts: dict[int, str] = {}
+    datetime_text = _isoformat_once()
 
     def as_text(item: Any) -> Any:
         if isinstance(item, dt.datetime):
-            text = texts.get(id(item))
-            if text is None:
-                text = texts[id(item)] = item.isoformat()
-            return text
+            return datetime_text(item)
         return _django_default(item)  # Decimal, lazy text, durations: as Django's encoder writes them
 
     # Keys that are not strings become strings, as json.dumps makes them.
